@@ -1,0 +1,183 @@
+/**
+ * The accelerator contract: every hypervisor back-end (KVM, OpenBSD vmm(4),
+ * the fake) implements these interfaces, and nothing outside `accel/<name>/`
+ * knows a back-end's quirks.
+ *
+ * An exit's way: `vcpu.run()` decodes the back-end's exit struct into a
+ * {@link VcpuExit}; the dispatcher routes it to a bus; the device fills the
+ * exit's `data` for reads; `vcpu.completeIo()` finishes the access the way
+ * the hypervisor needs (KVM: nothing; vmm(4): RAX and RIP); run again.
+ *
+ * @module
+ */
+
+import type { GuestMemory } from "../machine/guest_memory.ts";
+
+/** A segment register in the form both back-ends can express. */
+export interface Segment {
+  base: bigint;
+  limit: number;
+  selector: number;
+  /** Descriptor type field (4 bits). */
+  type: number;
+  present: boolean;
+  dpl: number;
+  /** D/B bit: 32-bit default operand size. */
+  db: boolean;
+  /** S bit: code/data (true) or system (false). */
+  s: boolean;
+  /** L bit: 64-bit code segment. */
+  l: boolean;
+  /** G bit: limit in pages. */
+  g: boolean;
+  avl: boolean;
+  unusable: boolean;
+}
+
+/** GDTR / IDTR. */
+export interface DescriptorTable {
+  base: bigint;
+  limit: number;
+}
+
+/** General-purpose registers, RIP and RFLAGS. */
+export interface Registers {
+  rax: bigint;
+  rbx: bigint;
+  rcx: bigint;
+  rdx: bigint;
+  rsi: bigint;
+  rdi: bigint;
+  rsp: bigint;
+  rbp: bigint;
+  r8: bigint;
+  r9: bigint;
+  r10: bigint;
+  r11: bigint;
+  r12: bigint;
+  r13: bigint;
+  r14: bigint;
+  r15: bigint;
+  rip: bigint;
+  rflags: bigint;
+}
+
+/** Segment, control and mode registers. */
+export interface SpecialRegisters {
+  cs: Segment;
+  ds: Segment;
+  es: Segment;
+  fs: Segment;
+  gs: Segment;
+  ss: Segment;
+  tr: Segment;
+  ldt: Segment;
+  gdt: DescriptorTable;
+  idt: DescriptorTable;
+  cr0: bigint;
+  cr2: bigint;
+  cr3: bigint;
+  cr4: bigint;
+  cr8: bigint;
+  efer: bigint;
+}
+
+/** The whole architectural state a loader sets and a failure report shows. */
+export interface CpuState {
+  regs: Registers;
+  sregs: SpecialRegisters;
+}
+
+/**
+ * Why `run()` returned. `data` views are valid until the next `run()`.
+ * For `io-in` and `mmio-read` the handler fills `data`, then calls
+ * `completeIo()`.
+ */
+export type VcpuExit =
+  | {
+    kind: "io-in";
+    port: number;
+    /** Bytes per access: 1, 2 or 4. */
+    size: number;
+    /** Repetitions (string/REP I/O); `data` holds `size * count` bytes. */
+    count: number;
+    data: Uint8Array;
+  }
+  | { kind: "io-out"; port: number; size: number; count: number; data: Uint8Array }
+  | { kind: "mmio-read"; gpa: number; data: Uint8Array }
+  | { kind: "mmio-write"; gpa: number; data: Uint8Array }
+  | { kind: "halt" }
+  | { kind: "interrupt-window" }
+  | { kind: "interrupted" }
+  | { kind: "shutdown"; reason: "triple-fault" | "reset" | "poweroff" | "system-event" }
+  | {
+    kind: "fail";
+    /** One line for the user, e.g. "emulation failure at RIP 0x100004: 0f 01 ...". */
+    reason: string;
+    /** The back-end's raw exit reason, for the log. */
+    raw: number;
+  };
+
+/** The exit kinds, for exhaustive tables. */
+export type VcpuExitKind = VcpuExit["kind"];
+
+/** One virtual CPU; used only from the thread that runs it. */
+export interface Vcpu {
+  readonly id: number;
+  /** Enters the guest until the next exit. */
+  run(): VcpuExit;
+  /** Finishes the access of the last io-in/io-out/mmio exit (after the device ran). */
+  completeIo(): void;
+  /** Cached; reading does not cost an ioctl twice. */
+  getRegisters(): Registers;
+  /** Marks the registers dirty; they reach the hypervisor before the next run. */
+  setRegisters(regs: Registers): void;
+  getSpecialRegisters(): SpecialRegisters;
+  setSpecialRegisters(sregs: SpecialRegisters): void;
+  /** Whether an external interrupt could be injected now (IF=1, no interrupt shadow). */
+  readyForInterrupt(): boolean;
+  /** Injects external interrupt `vector` (only when {@link readyForInterrupt}). */
+  injectInterrupt(vector: number): void;
+  /** Asks for an `interrupt-window` exit as soon as the guest can take an interrupt. */
+  requestInterruptWindow(wanted: boolean): void;
+  /**
+   * What another thread needs to kick this vCPU out of `run()` (see
+   * {@link Accel.kick}); structured-clonable.
+   */
+  kickToken(): KickToken;
+  close(): void;
+}
+
+/** Opaque data that lets another thread kick a vCPU (thread id, kvm_run address). */
+export type KickToken = Record<string, string | number | boolean>;
+
+/** How interrupts reach the guest. */
+export type IrqchipMode = "user" | "kernel";
+
+/** What a back-end needs to create a VM. */
+export interface VmOptions {
+  name: string;
+  memoryBytes: number;
+  vcpus: number;
+  irqchip: IrqchipMode;
+}
+
+/** A virtual machine: memory, vCPUs and (for in-kernel irqchips) interrupt lines. */
+export interface Vm {
+  /** Guest RAM, as the back-end mapped it. */
+  readonly memory: GuestMemory;
+  /** Creates vCPU `id` with `state` as its initial architectural state. */
+  createVcpu(id: number, state: CpuState): Vcpu;
+  /** Drives an interrupt line of the in-kernel irqchip (irqchip "kernel" only). */
+  setIrqLine(irq: number, high: boolean): void;
+  close(): void;
+}
+
+/** A hypervisor back-end. */
+export interface Accel {
+  /** "kvm", "openbsd", "fake", ... */
+  readonly name: string;
+  createVm(options: VmOptions): Vm;
+  /** Kicks a vCPU (from any thread) out of `run()`; `run()` then returns `interrupted`. */
+  kick(token: KickToken): void;
+}

@@ -1,0 +1,322 @@
+/**
+ * The C library as the back-ends see it: an interface with one real
+ * implementation over `Deno.dlopen` (glibc on Linux, versioned libc.so.N.M on
+ * OpenBSD) and test fakes that replay recorded traffic (see `fake_libc.ts`).
+ *
+ * Every call that fails throws a {@link SyscallError} naming the call (for an
+ * ioctl, the request by name) and errno by name and message.
+ *
+ * @example
+ * ```ts
+ * import { openLibc } from "./libc.ts";
+ * const libc = openLibc();
+ * const fd = libc.open("/dev/kvm", libc.consts.O_RDWR | libc.consts.O_CLOEXEC);
+ * ```
+ * @module
+ */
+
+import { type ErrnoOs, IoctlError, SyscallError } from "./errno.ts";
+
+/** A named ioctl request: the name is what error messages show. */
+export interface IoctlRequest {
+  readonly name: string;
+  readonly value: number;
+}
+
+/** Flags that differ between systems. */
+export interface LibcConstants {
+  readonly O_RDONLY: number;
+  readonly O_WRONLY: number;
+  readonly O_RDWR: number;
+  readonly O_CREAT: number;
+  readonly O_EXCL: number;
+  readonly O_TRUNC: number;
+  readonly O_NONBLOCK: number;
+  readonly O_CLOEXEC: number;
+  readonly O_NOCTTY: number;
+  readonly PROT_READ: number;
+  readonly PROT_WRITE: number;
+  readonly MAP_SHARED: number;
+  readonly MAP_PRIVATE: number;
+  readonly MAP_ANONYMOUS: number;
+  readonly MAP_NORESERVE: number;
+  readonly SIGUSR2: number;
+}
+
+/** Linux x86-64 values. */
+export const LINUX_CONSTANTS: LibcConstants = {
+  O_RDONLY: 0,
+  O_WRONLY: 1,
+  O_RDWR: 2,
+  O_CREAT: 0o100,
+  O_EXCL: 0o200,
+  O_NOCTTY: 0o400,
+  O_TRUNC: 0o1000,
+  O_NONBLOCK: 0o4000,
+  O_CLOEXEC: 0o2000000,
+  PROT_READ: 1,
+  PROT_WRITE: 2,
+  MAP_SHARED: 1,
+  MAP_PRIVATE: 2,
+  MAP_ANONYMOUS: 0x20,
+  MAP_NORESERVE: 0x4000,
+  SIGUSR2: 12,
+};
+
+/** OpenBSD amd64 values (sys/fcntl.h, sys/mman.h, sys/signal.h). */
+export const OPENBSD_CONSTANTS: LibcConstants = {
+  O_RDONLY: 0,
+  O_WRONLY: 1,
+  O_RDWR: 2,
+  O_NONBLOCK: 0x4,
+  O_CREAT: 0x200,
+  O_TRUNC: 0x400,
+  O_EXCL: 0x800,
+  O_NOCTTY: 0x8000,
+  O_CLOEXEC: 0x10000,
+  PROT_READ: 1,
+  PROT_WRITE: 2,
+  MAP_SHARED: 1,
+  MAP_PRIVATE: 2,
+  MAP_ANONYMOUS: 0x1000,
+  MAP_NORESERVE: 0,
+  SIGUSR2: 31,
+};
+
+/** A mapping made by mmap (or handed to us by a kernel, as vmm(4) does). */
+export interface Mapping {
+  /** Host virtual address. */
+  readonly address: bigint;
+  /** The mapped bytes. */
+  readonly bytes: Uint8Array;
+}
+
+/** The ioctl argument: a buffer passed by pointer, an integer, or nothing. */
+export type IoctlArg = Uint8Array | number | bigint | null;
+
+/** What vmmctl needs of the C library. */
+export interface Libc {
+  /** Whose errno numbers and flag values apply. */
+  readonly os: ErrnoOs;
+  readonly consts: LibcConstants;
+  open(path: string, flags: number, mode?: number): number;
+  close(fd: number): void;
+  /** ioctl(2); returns the call's non-negative result. */
+  ioctl(fd: number, request: IoctlRequest, arg?: IoctlArg): number;
+  /** Like {@link ioctl} but returns `-errno` instead of throwing for the errnos listed. */
+  ioctlTry(fd: number, request: IoctlRequest, arg: IoctlArg, accept: readonly string[]): number;
+  mmap(length: number, prot: number, flags: number, fd: number, offset: number): Mapping;
+  munmap(mapping: Mapping): void;
+  /** A view of `length` bytes at host address `address` (memory the kernel mapped for us). */
+  memoryAt(address: bigint, length: number): Uint8Array;
+  /** The host address of a buffer we own (for structs that carry pointers). */
+  addressOf(buffer: Uint8Array): bigint;
+  read(fd: number, buffer: Uint8Array): number;
+  write(fd: number, buffer: Uint8Array): number;
+  pread(fd: number, buffer: Uint8Array, offset: number): number;
+  pwrite(fd: number, buffer: Uint8Array, offset: number): number;
+  fsync(fd: number): void;
+  fdatasync(fd: number): void;
+  getpid(): number;
+  /** The calling thread's kernel id (what {@link signalThread} takes). */
+  threadId(): bigint;
+  /** Sends `signal` to one thread of this process (kicks it out of a blocking ioctl). */
+  signalThread(threadId: bigint, signal: number): void;
+}
+
+const LINUX_SYMBOLS = {
+  open: { parameters: ["buffer", "i32", "u32"], result: "i32" },
+  close: { parameters: ["i32"], result: "i32" },
+  ioctl_ptr: { name: "ioctl", parameters: ["i32", "u64", "buffer"], result: "i32" },
+  ioctl_int: { name: "ioctl", parameters: ["i32", "u64", "u64"], result: "i32" },
+  mmap: { parameters: ["pointer", "usize", "i32", "i32", "i32", "i64"], result: "pointer" },
+  munmap: { parameters: ["pointer", "usize"], result: "i32" },
+  read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  pread: { parameters: ["i32", "buffer", "usize", "i64"], result: "isize" },
+  pwrite: { parameters: ["i32", "buffer", "usize", "i64"], result: "isize" },
+  fsync: { parameters: ["i32"], result: "i32" },
+  fdatasync: { parameters: ["i32"], result: "i32" },
+  getpid: { parameters: [], result: "i32" },
+} as const;
+
+const ERRNO_LINUX = { __errno_location: { parameters: [], result: "pointer" } } as const;
+const ERRNO_OPENBSD = { __errno: { parameters: [], result: "pointer" } } as const;
+const THREADS_LINUX = {
+  gettid: { parameters: [], result: "i32" },
+  tgkill: { parameters: ["i32", "i32", "i32"], result: "i32" },
+} as const;
+const THREADS_OPENBSD = {
+  pthread_self: { parameters: [], result: "pointer" },
+  pthread_kill: { parameters: ["pointer", "i32"], result: "i32" },
+} as const;
+
+/** Finds the C library file for this system. */
+export function findLibcPath(os: string = Deno.build.os): string {
+  if (os === "linux") return "libc.so.6";
+  if (os === "openbsd") {
+    // OpenBSD bumps libc's version with every ABI change: pick the newest.
+    let best: [number, number, string] | undefined;
+    for (const e of Deno.readDirSync("/usr/lib")) {
+      const m = /^libc\.so\.(\d+)\.(\d+)$/.exec(e.name);
+      if (!m) continue;
+      const v: [number, number, string] = [Number(m[1]), Number(m[2]), `/usr/lib/${e.name}`];
+      if (!best || v[0] > best[0] || (v[0] === best[0] && v[1] > best[1])) best = v;
+    }
+    if (!best) throw new Error("Cannot find the C library: no /usr/lib/libc.so.N.M");
+    return best[2];
+  }
+  throw new Error(`Unsupported operating system "${os}": vmmctl runs on Linux and OpenBSD`);
+}
+
+let cached: Libc | undefined;
+
+/** The real C library of this process (opened once). */
+export function openLibc(): Libc {
+  cached ??= new RealLibc();
+  return cached;
+}
+
+function cString(s: string): Uint8Array {
+  return new TextEncoder().encode(s + "\0");
+}
+
+class RealLibc implements Libc {
+  readonly os: ErrnoOs;
+  readonly consts: LibcConstants;
+  readonly #lib;
+  readonly #errnoPtr: () => Deno.PointerValue;
+  readonly #threadId: () => bigint;
+  readonly #signal: (tid: bigint, sig: number) => number;
+
+  constructor() {
+    const openbsd = (Deno.build.os as string) === "openbsd";
+    this.os = openbsd ? "openbsd" : "linux";
+    this.consts = openbsd ? OPENBSD_CONSTANTS : LINUX_CONSTANTS;
+    const path = findLibcPath();
+    this.#lib = Deno.dlopen(path, LINUX_SYMBOLS);
+    if (openbsd) {
+      const e = Deno.dlopen(path, ERRNO_OPENBSD);
+      this.#errnoPtr = () => e.symbols.__errno();
+      const t = Deno.dlopen(path, THREADS_OPENBSD);
+      this.#threadId = () => Deno.UnsafePointer.value(t.symbols.pthread_self()) as bigint;
+      this.#signal = (tid, sig) => {
+        const r = t.symbols.pthread_kill(Deno.UnsafePointer.create(tid), sig);
+        return r === 0 ? 0 : -r; // pthread_kill returns the error number
+      };
+    } else {
+      const e = Deno.dlopen(path, ERRNO_LINUX);
+      this.#errnoPtr = () => e.symbols.__errno_location();
+      const t = Deno.dlopen(path, THREADS_LINUX);
+      this.#threadId = () => BigInt(t.symbols.gettid());
+      const pid = this.#lib.symbols.getpid();
+      this.#signal = (tid, sig) => t.symbols.tgkill(pid, Number(tid), sig);
+    }
+  }
+
+  #errno(): number {
+    const p = this.#errnoPtr();
+    return p === null ? 0 : new Deno.UnsafePointerView(p).getInt32();
+  }
+
+  #check(call: string, r: number | bigint): number {
+    const n = Number(r);
+    if (n < 0) throw new SyscallError(call, this.#errno(), this.os);
+    return n;
+  }
+
+  open(path: string, flags: number, mode = 0): number {
+    const r = this.#lib.symbols.open(cString(path), flags, mode);
+    if (r < 0) throw new SyscallError(`open "${path}"`, this.#errno(), this.os);
+    return r;
+  }
+
+  close(fd: number): void {
+    this.#check("close", this.#lib.symbols.close(fd));
+  }
+
+  #ioctl(fd: number, request: IoctlRequest, arg: IoctlArg | undefined): number {
+    const s = this.#lib.symbols;
+    const req = BigInt(request.value >>> 0);
+    if (arg instanceof Uint8Array) return s.ioctl_ptr(fd, req, arg);
+    return s.ioctl_int(fd, req, BigInt(arg ?? 0));
+  }
+
+  ioctl(fd: number, request: IoctlRequest, arg?: IoctlArg): number {
+    const r = this.#ioctl(fd, request, arg);
+    if (r < 0) throw new IoctlError(request.name, request.value, this.#errno(), this.os);
+    return r;
+  }
+
+  ioctlTry(fd: number, request: IoctlRequest, arg: IoctlArg, accept: readonly string[]): number {
+    const r = this.#ioctl(fd, request, arg);
+    if (r >= 0) return r;
+    const err = new IoctlError(request.name, request.value, this.#errno(), this.os);
+    if (accept.includes(err.code)) return -err.errno;
+    throw err;
+  }
+
+  mmap(length: number, prot: number, flags: number, fd: number, offset: number): Mapping {
+    const p = this.#lib.symbols.mmap(null, BigInt(length), prot, flags, fd, BigInt(offset));
+    const address = Deno.UnsafePointer.value(p) as bigint;
+    if (p === null || address === 0xffffffffffffffffn) {
+      throw new SyscallError(`mmap of ${length} bytes`, this.#errno(), this.os);
+    }
+    return { address, bytes: this.memoryAt(address, length) };
+  }
+
+  munmap(mapping: Mapping): void {
+    const p = Deno.UnsafePointer.create(mapping.address);
+    this.#check("munmap", this.#lib.symbols.munmap(p, BigInt(mapping.bytes.length)));
+  }
+
+  memoryAt(address: bigint, length: number): Uint8Array {
+    const p = Deno.UnsafePointer.create(address);
+    if (p === null) throw new Error("memoryAt: null address");
+    return new Uint8Array(Deno.UnsafePointerView.getArrayBuffer(p, length));
+  }
+
+  addressOf(buffer: Uint8Array): bigint {
+    return Deno.UnsafePointer.value(Deno.UnsafePointer.of(buffer)) as bigint;
+  }
+
+  read(fd: number, buffer: Uint8Array): number {
+    return this.#check("read", this.#lib.symbols.read(fd, buffer, BigInt(buffer.length)));
+  }
+
+  write(fd: number, buffer: Uint8Array): number {
+    return this.#check("write", this.#lib.symbols.write(fd, buffer, BigInt(buffer.length)));
+  }
+
+  pread(fd: number, buffer: Uint8Array, offset: number): number {
+    const s = this.#lib.symbols;
+    return this.#check("pread", s.pread(fd, buffer, BigInt(buffer.length), BigInt(offset)));
+  }
+
+  pwrite(fd: number, buffer: Uint8Array, offset: number): number {
+    const s = this.#lib.symbols;
+    return this.#check("pwrite", s.pwrite(fd, buffer, BigInt(buffer.length), BigInt(offset)));
+  }
+
+  fsync(fd: number): void {
+    this.#check("fsync", this.#lib.symbols.fsync(fd));
+  }
+
+  fdatasync(fd: number): void {
+    this.#check("fdatasync", this.#lib.symbols.fdatasync(fd));
+  }
+
+  getpid(): number {
+    return this.#lib.symbols.getpid();
+  }
+
+  threadId(): bigint {
+    return this.#threadId();
+  }
+
+  signalThread(threadId: bigint, signal: number): void {
+    const r = this.#signal(threadId, signal);
+    if (r === -1) throw new SyscallError("tgkill", this.#errno(), this.os);
+    if (r < 0) throw new SyscallError("pthread_kill", -r, this.os);
+  }
+}
