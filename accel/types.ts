@@ -128,6 +128,8 @@ export interface Vcpu {
   run(): VcpuExit;
   /** Finishes the access of the last io-in/io-out/mmio exit (after the device ran). */
   completeIo(): void;
+  /** Marks the vCPU paused (between runs); the next `run()` resumes it. */
+  pause(): void;
   /** Cached; reading does not cost an ioctl twice. */
   getRegisters(): Registers;
   /** Marks the registers dirty; they reach the hypervisor before the next run. */
@@ -157,7 +159,8 @@ export type IrqchipMode = "user" | "kernel";
 /** What a back-end needs to create a VM. */
 export interface VmOptions {
   name: string;
-  memoryBytes: number;
+  /** Guest RAM ranges (page aligned, sorted, not overlapping); the machine's layout decides. */
+  ram: readonly { gpa: number; size: number }[];
   vcpus: number;
   irqchip: IrqchipMode;
 }

@@ -1,0 +1,539 @@
+/**
+ * The Linux KVM back-end: /dev/kvm through the libc FFI.
+ *
+ * KVM does in the kernel what vmm(4) leaves to userspace (RIP advance, IN
+ * write-back, MMIO decoding), so this back-end is mostly struct plumbing.
+ * `kvm_run` is decoded in place: exit data views point into the shared page.
+ *
+ * @module
+ */
+
+import type { Libc } from "../../ffi/libc.ts";
+import { SyscallError } from "../../ffi/errno.ts";
+import { GuestMemory, gpaFromBigint, type MemoryRegion } from "../../machine/guest_memory.ts";
+import type {
+  Accel,
+  CpuState,
+  KickToken,
+  Registers,
+  Segment,
+  SpecialRegisters,
+  Vcpu,
+  VcpuExit,
+  Vm,
+  VmOptions,
+} from "../types.ts";
+import { VcpuBase } from "../vcpu_base.ts";
+import { kickVcpu } from "../kick.ts";
+import * as abi from "./abi.ts";
+
+/** Where KVM wants its private pages on Intel (below 4 GiB, in the PCI hole, above MMIO). */
+const KVM_TSS_ADDR = 0xfffb_d000;
+const KVM_IDENTITY_MAP_ADDR = 0xfffb_c000;
+
+// kvm_run offsets used on the hot path, computed once from the layout table.
+const RUN = abi.kvm_run;
+const RUN_REQUEST_INTERRUPT_WINDOW = RUN.offsetOf("request_interrupt_window");
+const RUN_IMMEDIATE_EXIT = RUN.offsetOf("immediate_exit");
+const RUN_EXIT_REASON = RUN.offsetOf("exit_reason");
+const RUN_READY_FOR_INJECTION = RUN.offsetOf("ready_for_interrupt_injection");
+const RUN_IF_FLAG = RUN.offsetOf("if_flag");
+const RUN_IO_DIRECTION = RUN.offsetOf("io.direction");
+const RUN_IO_SIZE = RUN.offsetOf("io.size");
+const RUN_IO_PORT = RUN.offsetOf("io.port");
+const RUN_IO_COUNT = RUN.offsetOf("io.count");
+const RUN_IO_DATA_OFFSET = RUN.offsetOf("io.data_offset");
+const RUN_MMIO_PHYS_ADDR = RUN.offsetOf("mmio.phys_addr");
+const RUN_MMIO_DATA = RUN.offsetOf("mmio.data");
+const RUN_MMIO_LEN = RUN.offsetOf("mmio.len");
+const RUN_MMIO_IS_WRITE = RUN.offsetOf("mmio.is_write");
+const RUN_INTERNAL_SUBERROR = RUN.offsetOf("internal.suberror");
+const RUN_FAIL_ENTRY_REASON = RUN.offsetOf("fail_entry.hardware_entry_failure_reason");
+const RUN_SYSTEM_EVENT_TYPE = RUN.offsetOf("system_event.type");
+
+const KVM_SYSTEM_EVENT_SHUTDOWN = 1;
+const KVM_SYSTEM_EVENT_RESET = 2;
+
+/** CPUID leaf 1 bits we hide when the interrupt controller is ours (no LAPIC). */
+const CPUID_1_EDX_APIC = 1 << 9;
+const CPUID_1_ECX_X2APIC = 1 << 21;
+const CPUID_1_ECX_TSC_DEADLINE = 1 << 24;
+const CPUID_1_ECX_HYPERVISOR = 1 << 31;
+
+/** Opens /dev/kvm with errors that say what to do. */
+function openKvm(libc: Libc, path: string): number {
+  try {
+    return libc.open(path, libc.consts.O_RDWR | libc.consts.O_CLOEXEC);
+  } catch (e) {
+    if (e instanceof SyscallError) {
+      if (e.code === "ENOENT" || e.code === "ENODEV" || e.code === "ENXIO") {
+        throw new Error(
+          `${path} does not exist: KVM is not available on this host ` +
+            `(enable virtualization in the firmware and load kvm_intel or kvm_amd)`,
+        );
+      }
+      if (e.code === "EACCES" || e.code === "EPERM") {
+        throw new Error(
+          `No permission to open ${path}: run as root or add your user to the "kvm" group`,
+        );
+      }
+    }
+    throw e;
+  }
+}
+
+/** The KVM accelerator. */
+export class KvmAccel implements Accel {
+  readonly name = "kvm";
+  readonly libc: Libc;
+  readonly fd: number;
+  #cpuid?: Uint8Array;
+
+  constructor(libc: Libc, devicePath = "/dev/kvm") {
+    this.libc = libc;
+    this.fd = openKvm(libc, devicePath);
+    const version = libc.ioctl(this.fd, abi.KVM_GET_API_VERSION, 0);
+    if (version !== abi.KVM_API_VERSION) {
+      libc.close(this.fd);
+      throw new Error(
+        `KVM API version ${version} is not supported (vmmctl needs ${abi.KVM_API_VERSION})`,
+      );
+    }
+  }
+
+  /** Whether the host KVM has capability `cap`. */
+  hasCapability(cap: number): number {
+    return this.libc.ioctl(this.fd, abi.KVM_CHECK_EXTENSION, cap);
+  }
+
+  /** KVM_GET_SUPPORTED_CPUID as a kvm_cpuid2 buffer (cached). */
+  supportedCpuid(): Uint8Array {
+    if (this.#cpuid) return this.#cpuid;
+    const entrySize = abi.kvm_cpuid_entry2.size;
+    for (let nent = 64; nent <= 4096; nent *= 2) {
+      const buf = new Uint8Array(abi.kvm_cpuid2.size + nent * entrySize);
+      abi.kvm_cpuid2.encode(new DataView(buf.buffer), { nent });
+      const r = this.libc.ioctlTry(this.fd, abi.KVM_GET_SUPPORTED_CPUID, buf, ["E2BIG"]);
+      if (r >= 0) {
+        this.#cpuid = buf;
+        return buf;
+      }
+    }
+    throw new Error("KVM_GET_SUPPORTED_CPUID: more than 4096 entries");
+  }
+
+  createVm(options: VmOptions): KvmVm {
+    return new KvmVm(this, options);
+  }
+
+  kick(token: KickToken): void {
+    kickVcpu(this.libc, token);
+  }
+}
+
+/** A KVM VM: its fd, memory slots and (optionally) in-kernel irqchip. */
+export class KvmVm implements Vm {
+  readonly accel: KvmAccel;
+  readonly fd: number;
+  readonly memory: GuestMemory;
+  readonly options: VmOptions;
+  #regions: MemoryRegion[] = [];
+  #closed = false;
+
+  constructor(accel: KvmAccel, options: VmOptions) {
+    this.accel = accel;
+    this.options = options;
+    const libc = accel.libc;
+    this.fd = libc.ioctl(accel.fd, abi.KVM_CREATE_VM, 0);
+    try {
+      libc.ioctl(this.fd, abi.KVM_SET_TSS_ADDR, KVM_TSS_ADDR);
+      const idmap = new Uint8Array(8);
+      new DataView(idmap.buffer).setBigUint64(0, BigInt(KVM_IDENTITY_MAP_ADDR), true);
+      libc.ioctl(this.fd, abi.KVM_SET_IDENTITY_MAP_ADDR, idmap);
+      if (options.irqchip === "kernel") {
+        libc.ioctl(this.fd, abi.KVM_CREATE_IRQCHIP, 0);
+        libc.ioctl(this.fd, abi.KVM_CREATE_PIT2, abi.kvm_pit_config.bytes({ flags: 0 }));
+      }
+      options.ram.forEach((r, slot) => this.#addRegion(slot, r.gpa, r.size));
+    } catch (e) {
+      this.close();
+      throw e;
+    }
+    this.memory = new GuestMemory(this.#regions);
+  }
+
+  #addRegion(slot: number, gpa: number, size: number): void {
+    const libc = this.accel.libc;
+    const c = libc.consts;
+    let mapping;
+    try {
+      mapping = libc.mmap(
+        size,
+        c.PROT_READ | c.PROT_WRITE,
+        c.MAP_PRIVATE | c.MAP_ANONYMOUS | c.MAP_NORESERVE,
+        -1,
+        0,
+      );
+    } catch (e) {
+      if (e instanceof SyscallError && e.code === "ENOMEM") {
+        throw new Error(`Cannot allocate ${size} bytes of guest RAM: not enough host memory`);
+      }
+      throw e;
+    }
+    this.#regions.push({ gpa, bytes: mapping.bytes, hostAddress: mapping.address });
+    libc.ioctl(
+      this.fd,
+      abi.KVM_SET_USER_MEMORY_REGION,
+      abi.kvm_userspace_memory_region.bytes({
+        slot,
+        flags: 0,
+        guest_phys_addr: BigInt(gpa),
+        memory_size: BigInt(size),
+        userspace_addr: mapping.address,
+      }),
+    );
+  }
+
+  createVcpu(id: number, state: CpuState): KvmVcpu {
+    return new KvmVcpu(this, id, state);
+  }
+
+  setIrqLine(irq: number, high: boolean): void {
+    this.accel.libc.ioctl(
+      this.fd,
+      abi.KVM_IRQ_LINE,
+      abi.kvm_irq_level.bytes({ irq, level: high ? 1 : 0 }),
+    );
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    const libc = this.accel.libc;
+    if (this.fd >= 0) libc.close(this.fd);
+    for (const r of this.#regions) {
+      libc.munmap({ address: r.hostAddress!, bytes: r.bytes });
+    }
+  }
+}
+
+const GPRS = [
+  "rax",
+  "rbx",
+  "rcx",
+  "rdx",
+  "rsi",
+  "rdi",
+  "rsp",
+  "rbp",
+  "r8",
+  "r9",
+  "r10",
+  "r11",
+  "r12",
+  "r13",
+  "r14",
+  "r15",
+  "rip",
+  "rflags",
+] as const;
+
+const SEGMENTS = ["cs", "ds", "es", "fs", "gs", "ss", "tr", "ldt"] as const;
+
+function decodeSegment(s: Record<string, number | bigint>): Segment {
+  return {
+    base: s.base as bigint,
+    limit: s.limit as number,
+    selector: s.selector as number,
+    type: s.type as number,
+    present: s.present === 1,
+    dpl: s.dpl as number,
+    db: s.db === 1,
+    s: s.s === 1,
+    l: s.l === 1,
+    g: s.g === 1,
+    avl: s.avl === 1,
+    unusable: s.unusable === 1,
+  };
+}
+
+function encodeSegment(s: Segment): Record<string, number | bigint> {
+  return {
+    base: s.base,
+    limit: s.limit,
+    selector: s.selector,
+    type: s.type,
+    present: s.present ? 1 : 0,
+    dpl: s.dpl,
+    db: s.db ? 1 : 0,
+    s: s.s ? 1 : 0,
+    l: s.l ? 1 : 0,
+    g: s.g ? 1 : 0,
+    avl: s.avl ? 1 : 0,
+    unusable: s.unusable ? 1 : 0,
+  };
+}
+
+/** A KVM vCPU; used only on the thread that runs it. */
+export class KvmVcpu extends VcpuBase implements Vcpu {
+  readonly vm: KvmVm;
+  readonly fd: number;
+  readonly #libc: Libc;
+  readonly #run: Uint8Array;
+  readonly #runView: DataView;
+  readonly #runMapping;
+  #regs?: Registers;
+  #regsDirty = false;
+  #sregs?: SpecialRegisters;
+  #sregsDirty = false;
+  readonly #regsBuf = new Uint8Array(abi.kvm_regs.size);
+  readonly #sregsBuf = new Uint8Array(abi.kvm_sregs.size);
+
+  constructor(vm: KvmVm, id: number, state: CpuState) {
+    super(id);
+    this.vm = vm;
+    const libc = vm.accel.libc;
+    this.#libc = libc;
+    this.fd = libc.ioctl(vm.fd, abi.KVM_CREATE_VCPU, id);
+    const size = libc.ioctl(vm.accel.fd, abi.KVM_GET_VCPU_MMAP_SIZE, 0);
+    const c = libc.consts;
+    this.#runMapping = libc.mmap(size, c.PROT_READ | c.PROT_WRITE, c.MAP_SHARED, this.fd, 0);
+    this.#run = this.#runMapping.bytes;
+    this.#runView = new DataView(this.#run.buffer, this.#run.byteOffset, this.#run.length);
+    this.#setCpuid(vm.options.irqchip === "user");
+    this.setSpecialRegisters(state.sregs);
+    this.setRegisters(state.regs);
+    this.#flush();
+    this.configured();
+  }
+
+  #setCpuid(hideApic: boolean): void {
+    const supported = this.vm.accel.supportedCpuid();
+    const buf = supported.slice();
+    const view = new DataView(buf.buffer);
+    const nent = view.getUint32(0, true);
+    const E = abi.kvm_cpuid_entry2;
+    for (let i = 0; i < nent; i++) {
+      const at = abi.kvm_cpuid2.size + i * E.size;
+      const entry = E.decode(view, at);
+      if (entry.function === 1) {
+        let ecx = entry.ecx as number;
+        let edx = entry.edx as number;
+        ecx |= CPUID_1_ECX_HYPERVISOR;
+        if (hideApic) {
+          edx &= ~CPUID_1_EDX_APIC;
+          ecx &= ~(CPUID_1_ECX_X2APIC | CPUID_1_ECX_TSC_DEADLINE);
+        }
+        // Initial APIC id = vCPU id (bits 31-24 of EBX).
+        const ebx = ((entry.ebx as number) & 0x00ffffff) | (this.id << 24);
+        E.encode(view, { ecx: ecx >>> 0, edx: edx >>> 0, ebx: ebx >>> 0 }, at);
+      }
+    }
+    this.#libc.ioctl(this.fd, abi.KVM_SET_CPUID2, buf);
+  }
+
+  getRegisters(): Registers {
+    if (!this.#regs) {
+      this.#libc.ioctl(this.fd, abi.KVM_GET_REGS, this.#regsBuf);
+      const d = abi.kvm_regs.decode(new DataView(this.#regsBuf.buffer));
+      const r = {} as Registers;
+      for (const k of GPRS) r[k] = d[k];
+      this.#regs = r;
+    }
+    return { ...this.#regs };
+  }
+
+  setRegisters(regs: Registers): void {
+    this.#regs = { ...regs };
+    this.#regsDirty = true;
+  }
+
+  getSpecialRegisters(): SpecialRegisters {
+    if (!this.#sregs) {
+      this.#libc.ioctl(this.fd, abi.KVM_GET_SREGS, this.#sregsBuf);
+      const d = abi.kvm_sregs.decode(new DataView(this.#sregsBuf.buffer));
+      const s = {
+        gdt: { base: d.gdt.base, limit: d.gdt.limit },
+        idt: { base: d.idt.base, limit: d.idt.limit },
+        cr0: d.cr0,
+        cr2: d.cr2,
+        cr3: d.cr3,
+        cr4: d.cr4,
+        cr8: d.cr8,
+        efer: d.efer,
+      } as SpecialRegisters;
+      for (const k of SEGMENTS) s[k] = decodeSegment(d[k]);
+      this.#sregs = s;
+    }
+    return structuredClone(this.#sregs);
+  }
+
+  setSpecialRegisters(sregs: SpecialRegisters): void {
+    if (!this.#sregs) this.getSpecialRegisters(); // keep apic_base and the interrupt bitmap
+    this.#sregs = structuredClone(sregs);
+    this.#sregsDirty = true;
+  }
+
+  #flush(): void {
+    if (this.#sregsDirty && this.#sregs) {
+      const s = this.#sregs;
+      const value: Record<string, unknown> = {
+        gdt: { base: s.gdt.base, limit: s.gdt.limit },
+        idt: { base: s.idt.base, limit: s.idt.limit },
+        cr0: s.cr0,
+        cr2: s.cr2,
+        cr3: s.cr3,
+        cr4: s.cr4,
+        cr8: s.cr8,
+        efer: s.efer,
+      };
+      for (const k of SEGMENTS) value[k] = encodeSegment(s[k]);
+      abi.kvm_sregs.encode(new DataView(this.#sregsBuf.buffer), value);
+      this.#libc.ioctl(this.fd, abi.KVM_SET_SREGS, this.#sregsBuf);
+      this.#sregsDirty = false;
+    }
+    if (this.#regsDirty && this.#regs) {
+      const value: Record<string, bigint> = {};
+      for (const k of GPRS) value[k] = this.#regs[k];
+      abi.kvm_regs.encode(new DataView(this.#regsBuf.buffer), value);
+      this.#libc.ioctl(this.fd, abi.KVM_SET_REGS, this.#regsBuf);
+      this.#regsDirty = false;
+    }
+  }
+
+  protected doRun(): VcpuExit {
+    this.#flush();
+    this.#regs = undefined;
+    this.#sregs = undefined;
+    const r = this.#libc.ioctlTry(this.fd, abi.KVM_RUN, 0, ["EINTR", "EAGAIN"]);
+    if (r < 0) {
+      this.#run[RUN_IMMEDIATE_EXIT] = 0;
+      return { kind: "interrupted" };
+    }
+    return this.#decodeExit();
+  }
+
+  #decodeExit(): VcpuExit {
+    const v = this.#runView;
+    const reason = v.getUint32(RUN_EXIT_REASON, true);
+    switch (reason) {
+      case abi.KVM_EXIT_IO: {
+        const size = v.getUint8(RUN_IO_SIZE);
+        const count = v.getUint32(RUN_IO_COUNT, true);
+        const offset = Number(v.getBigUint64(RUN_IO_DATA_OFFSET, true));
+        const port = v.getUint16(RUN_IO_PORT, true);
+        const data = this.#run.subarray(offset, offset + size * count);
+        return v.getUint8(RUN_IO_DIRECTION) === abi.KVM_EXIT_IO_IN
+          ? { kind: "io-in", port, size, count, data }
+          : { kind: "io-out", port, size, count, data };
+      }
+      case abi.KVM_EXIT_MMIO: {
+        const gpa = gpaFromBigint(v.getBigUint64(RUN_MMIO_PHYS_ADDR, true));
+        const len = Math.min(v.getUint32(RUN_MMIO_LEN, true), 8);
+        const data = this.#run.subarray(RUN_MMIO_DATA, RUN_MMIO_DATA + len);
+        return v.getUint8(RUN_MMIO_IS_WRITE)
+          ? { kind: "mmio-write", gpa, data }
+          : { kind: "mmio-read", gpa, data };
+      }
+      case abi.KVM_EXIT_HLT:
+        return { kind: "halt" };
+      case abi.KVM_EXIT_IRQ_WINDOW_OPEN:
+        return { kind: "interrupt-window" };
+      case abi.KVM_EXIT_INTR:
+        this.#run[RUN_IMMEDIATE_EXIT] = 0;
+        return { kind: "interrupted" };
+      case abi.KVM_EXIT_SHUTDOWN:
+        return { kind: "shutdown", reason: "triple-fault" };
+      case abi.KVM_EXIT_SYSTEM_EVENT: {
+        const type = v.getUint32(RUN_SYSTEM_EVENT_TYPE, true);
+        if (type === KVM_SYSTEM_EVENT_SHUTDOWN) return { kind: "shutdown", reason: "poweroff" };
+        if (type === KVM_SYSTEM_EVENT_RESET) return { kind: "shutdown", reason: "reset" };
+        return { kind: "shutdown", reason: "system-event" };
+      }
+      case abi.KVM_EXIT_FAIL_ENTRY: {
+        const hw = v.getBigUint64(RUN_FAIL_ENTRY_REASON, true);
+        return {
+          kind: "fail",
+          raw: reason,
+          reason: `KVM_EXIT_FAIL_ENTRY: the CPU refused to enter the guest ` +
+            `(hardware reason 0x${hw.toString(16)})${this.#whereAmI()}`,
+        };
+      }
+      case abi.KVM_EXIT_INTERNAL_ERROR: {
+        const sub = v.getUint32(RUN_INTERNAL_SUBERROR, true);
+        const what = sub === 1 ? "emulation failure" : `suberror ${sub}`;
+        return {
+          kind: "fail",
+          raw: reason,
+          reason: `KVM_EXIT_INTERNAL_ERROR (${what})${this.#whereAmI()}`,
+        };
+      }
+      default:
+        return {
+          kind: "fail",
+          raw: reason,
+          reason: `unexpected KVM exit ${abi.kvmExitName(reason)} (${reason})${this.#whereAmI()}`,
+        };
+    }
+  }
+
+  /** " at RIP 0x...: 0f 01 ..." — the bytes at the guest's RIP, for failure reports. */
+  #whereAmI(): string {
+    try {
+      const regs = this.getRegisters();
+      const sregs = this.getSpecialRegisters();
+      const linear = (sregs.cs.base + regs.rip) & 0xffff_ffff_ffff_ffffn;
+      const bytes = this.readGuestLinear(linear, 15);
+      const hex = bytes ? [...bytes].map((b) => b.toString(16).padStart(2, "0")).join(" ") : "?";
+      return ` at RIP 0x${regs.rip.toString(16)} (CS base 0x${sregs.cs.base.toString(16)}): ${hex}`;
+    } catch {
+      return "";
+    }
+  }
+
+  /** Reads up to `length` bytes at a guest linear address through KVM_TRANSLATE. */
+  readGuestLinear(linear: bigint, length: number): Uint8Array | undefined {
+    const out: number[] = [];
+    let addr = linear;
+    while (out.length < length) {
+      const t = abi.kvm_translation.bytes({ linear_address: addr });
+      this.#libc.ioctl(this.fd, abi.KVM_TRANSLATE, t);
+      const d = abi.kvm_translation.decode(new DataView(t.buffer));
+      if (!d.valid) break;
+      const gpa = Number(d.physical_address);
+      const inPage = Math.min(length - out.length, 4096 - (gpa & 0xfff));
+      if (!this.vm.memory.contains(gpa, inPage)) break;
+      out.push(...this.vm.memory.slice(gpa, inPage));
+      addr += BigInt(inPage);
+    }
+    return out.length ? new Uint8Array(out) : undefined;
+  }
+
+  protected doCompleteIo(): void {
+    // KVM completes IN/MMIO reads from the kvm_run page on the next KVM_RUN.
+  }
+
+  readyForInterrupt(): boolean {
+    return this.#run[RUN_READY_FOR_INJECTION] !== 0 && this.#run[RUN_IF_FLAG] !== 0;
+  }
+
+  injectInterrupt(vector: number): void {
+    this.#libc.ioctl(this.fd, abi.KVM_INTERRUPT, abi.kvm_interrupt.bytes({ irq: vector }));
+  }
+
+  requestInterruptWindow(wanted: boolean): void {
+    this.#run[RUN_REQUEST_INTERRUPT_WINDOW] = wanted ? 1 : 0;
+  }
+
+  kickToken(): KickToken {
+    return {
+      thread: this.#libc.threadId().toString(),
+      immediateExit: (this.#runMapping.address + BigInt(RUN_IMMEDIATE_EXIT)).toString(),
+    };
+  }
+
+  protected doClose(): void {
+    this.#libc.munmap(this.#runMapping);
+    this.#libc.close(this.fd);
+  }
+}

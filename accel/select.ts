@@ -1,0 +1,36 @@
+/**
+ * Picks the accelerator a config asks for.
+ *
+ * @module
+ */
+
+import type { Libc } from "../ffi/libc.ts";
+import type { Accel } from "./types.ts";
+import { KvmAccel } from "./kvm/kvm.ts";
+
+/** The accelerator names a config or `--accel` may use. */
+export type AccelChoice = "auto" | "kvm" | "openbsd" | "openbsd-on-kvm";
+
+/** The concrete back-end `choice` means on this host. */
+export function resolveAccel(choice: AccelChoice, os: string = Deno.build.os): Exclude<
+  AccelChoice,
+  "auto"
+> {
+  if (choice !== "auto") return choice;
+  return os === "openbsd" ? "openbsd" : "kvm";
+}
+
+/** Opens the accelerator; errors say what to do. */
+export function createAccel(choice: AccelChoice, libc: Libc): Accel {
+  const which = resolveAccel(choice);
+  switch (which) {
+    case "kvm":
+      if (Deno.build.os !== "linux") {
+        throw new Error(`accel "kvm" needs Linux; this host runs ${Deno.build.os}`);
+      }
+      return new KvmAccel(libc);
+    case "openbsd":
+    case "openbsd-on-kvm":
+      throw new Error(`accel "${which}" is not available in this build yet`);
+  }
+}

@@ -1,0 +1,146 @@
+/**
+ * `vmmctl up [FILE]`: boot a VM in the foreground with its serial console on
+ * the terminal, and exit with the guest's exit status.
+ *
+ * @module
+ */
+
+import type { AccelChoice } from "../accel/select.ts";
+import { formatConfigError, loadConfigFile } from "../config/parse.ts";
+import type { VmConfig } from "../config/schema.ts";
+import { demoConfig } from "../config/demo.ts";
+import { DEMO_GUEST } from "../guests/images.ts";
+import { VmHost } from "../machine/host.ts";
+import { describeOutcome, exitStatus, type Outcome } from "../machine/machine.ts";
+import type { SerialTarget } from "../machine/serial_sink.ts";
+import { EscapeReader } from "./escape.ts";
+import { type Command, EXIT_FAILURE, UsageError } from "./command.ts";
+
+const ACCELS = ["auto", "kvm", "openbsd", "openbsd-on-kvm"];
+
+export const upCommand: Command = {
+  name: "up",
+  summary: "boot a VM in the foreground with its serial console on this terminal",
+  args: "[FILE]",
+  description: [
+    "Without FILE, boots the built-in demo guest.",
+    "The console escape ~. (at the start of a line) stops the VM.",
+    "Exit status: the guest's (power-off 0, debug exit port (v << 1) | 1),",
+    "3 when the VMM failed, 4 on a triple fault, 1 for an invalid config.",
+  ].join("\n"),
+  flags: {
+    accel: { type: "string", value: "ACCEL", description: `accelerator: ${ACCELS.join(" | ")}` },
+    serial: {
+      type: "string",
+      value: "MODE",
+      description: "override console.serial: stdio | none | file:PATH",
+    },
+    verbose: { type: "boolean", short: "v", description: "say what was loaded and how it ended" },
+  },
+  async run(positionals, flags) {
+    if (positionals.length > 1) throw new UsageError("up takes at most one FILE");
+    const accel = flags.accel as string | undefined;
+    if (accel !== undefined && !ACCELS.includes(accel)) {
+      throw new UsageError(`unknown accelerator "${accel}"; use one of ${ACCELS.join(", ")}`);
+    }
+    let config: VmConfig;
+    let kernelImage: Uint8Array | undefined;
+    if (positionals.length === 0) {
+      config = demoConfig();
+      kernelImage = DEMO_GUEST;
+    } else {
+      const loaded = loadConfigFile(positionals[0]);
+      if (!loaded.config) {
+        for (const e of loaded.errors) console.error(`${positionals[0]}: ${formatConfigError(e)}`);
+        return EXIT_FAILURE;
+      }
+      config = loaded.config;
+    }
+    const serial = serialTarget(config, flags.serial as string | undefined);
+    const outcome = await boot(config, serial, {
+      accel: accel as AccelChoice | undefined,
+      kernelImage,
+      verbose: flags.verbose === true,
+    });
+    const status = exitStatus(outcome);
+    if (flags.verbose || status === 3 || status === 4 || outcome.kind === "halted") {
+      console.error(`vmmctl: ${config.vm.name}: ${describeOutcome(outcome)}`);
+    }
+    return status;
+  },
+};
+
+function serialTarget(config: VmConfig, override: string | undefined): SerialTarget {
+  if (override === undefined) return { serial: config.console.serial, path: config.console.path };
+  if (override === "stdio" || override === "none") return { serial: override };
+  if (override.startsWith("file:") && override.length > 5) {
+    return { serial: "file", path: override.slice(5) };
+  }
+  throw new UsageError(`unknown serial mode "${override}"; use stdio, none or file:PATH`);
+}
+
+/** Boots `config` and attaches the terminal when the console is stdio. */
+async function boot(
+  config: VmConfig,
+  serial: SerialTarget,
+  opts: { accel?: AccelChoice; kernelImage?: Uint8Array; verbose: boolean },
+): Promise<Outcome> {
+  const interactive = serial.serial === "stdio" && Deno.stdin.isTerminal();
+  const host = new VmHost({
+    config,
+    serial: { ...serial, crlf: interactive },
+    accel: opts.accel,
+    kernelImage: opts.kernelImage,
+    onStarted: (boot) => {
+      if (opts.verbose) console.error(`vmmctl: ${config.vm.name}: ${boot}`);
+    },
+  });
+  const onTerm = () => host.stop();
+  Deno.addSignalListener("SIGTERM", onTerm);
+  if (!interactive) Deno.addSignalListener("SIGINT", onTerm);
+  if (interactive) Deno.stdin.setRaw(true);
+  const running = host.start();
+  let stopInput = () => {};
+  if (serial.serial === "stdio") stopInput = pumpInput(host, running);
+  try {
+    return await running;
+  } finally {
+    stopInput();
+    if (interactive) Deno.stdin.setRaw(false);
+    Deno.removeSignalListener("SIGTERM", onTerm);
+    if (!interactive) Deno.removeSignalListener("SIGINT", onTerm);
+  }
+}
+
+/** Forwards stdin to the guest's COM1 until the VM ends; `~.` stops the VM. */
+function pumpInput(host: VmHost, running: Promise<Outcome>): () => void {
+  const escape = new EscapeReader();
+  let over = false;
+  running.finally(() => (over = true));
+  const reader = Deno.stdin.readable.getReader();
+  (async () => {
+    try {
+      while (!over) {
+        const { value, done } = await reader.read();
+        if (done || !value) return;
+        const { forward, detach } = escape.feed(value);
+        let rest = forward;
+        while (rest.length && !over) {
+          const n = host.input(rest);
+          rest = rest.subarray(n);
+          if (rest.length) await new Promise((r) => setTimeout(r, 5));
+        }
+        if (detach) {
+          host.stop();
+          return;
+        }
+      }
+    } catch {
+      // stdin closed or not readable: the VM runs on without input.
+    }
+  })();
+  return () => {
+    over = true;
+    reader.cancel().catch(() => {});
+  };
+}

@@ -1,0 +1,152 @@
+/**
+ * The host side of a running VM (main thread): starts the vCPU worker, feeds
+ * it console input, kicks it out of the guest when a timer is due, and
+ * pauses, resumes and stops it.
+ *
+ * @example
+ * ```ts
+ * import { VmHost } from "./host.ts";
+ * // const host = new VmHost({ config, serial: { serial: "stdio" } });
+ * // const outcome = await host.start();
+ * ```
+ * @module
+ */
+
+import type { AccelChoice } from "../accel/select.ts";
+import { installKickHandler, kickVcpu } from "../accel/kick.ts";
+import type { KickToken } from "../accel/types.ts";
+import type { VmConfig } from "../config/schema.ts";
+import { openLibc } from "../ffi/libc.ts";
+import { Activity, Command, VcpuControl } from "./control.ts";
+import type { Outcome } from "./machine.ts";
+import type { SerialTarget } from "./serial_sink.ts";
+
+/** Host -> worker. */
+export interface WorkerRequest {
+  config: VmConfig;
+  accel: AccelChoice;
+  control: SharedArrayBuffer;
+  originMs: number;
+  serial: SerialTarget;
+  kernelImage?: Uint8Array;
+}
+
+/** Worker -> host. */
+export type WorkerReply =
+  | { type: "started"; kickToken: KickToken; boot: string }
+  | { type: "outcome"; outcome: Outcome; postCodes: { code: number; atNs: number }[] };
+
+/** Options for {@link VmHost}. */
+export interface VmHostOptions {
+  config: VmConfig;
+  serial: SerialTarget;
+  /** Overrides `config.vm.accel`. */
+  accel?: AccelChoice;
+  kernelImage?: Uint8Array;
+  /** Called once the guest is about to run, with the loader's summary. */
+  onStarted?: (boot: string) => void;
+}
+
+/** A VM whose vCPU runs in a Worker. */
+export class VmHost {
+  readonly control: VcpuControl = new VcpuControl();
+  readonly options: VmHostOptions;
+  #worker?: Worker;
+  #token?: KickToken;
+  #done = false;
+  /** POST codes the guest wrote, with timestamps (after the VM ended). */
+  postCodes: { code: number; atNs: number }[] = [];
+
+  constructor(options: VmHostOptions) {
+    this.options = options;
+  }
+
+  /** Boots the VM; resolves with how it ended. */
+  start(): Promise<Outcome> {
+    installKickHandler();
+    const worker = new Worker(new URL("./vcpu_worker.ts", import.meta.url), { type: "module" });
+    this.#worker = worker;
+    const request: WorkerRequest = {
+      config: this.options.config,
+      accel: this.options.accel ?? this.options.config.vm.accel,
+      control: this.control.buffer,
+      originMs: performance.timeOrigin,
+      serial: this.options.serial,
+      kernelImage: this.options.kernelImage,
+    };
+    return new Promise<Outcome>((resolve) => {
+      worker.onmessage = (e: MessageEvent<WorkerReply>) => {
+        const m = e.data;
+        if (m.type === "started") {
+          this.#token = m.kickToken;
+          this.options.onStarted?.(m.boot);
+          this.#kicker();
+        } else {
+          this.postCodes = m.postCodes;
+          this.#finish();
+          resolve(m.outcome);
+        }
+      };
+      worker.onerror = (e) => {
+        e.preventDefault();
+        this.#finish();
+        resolve({ kind: "failed", reason: `vCPU thread crashed: ${e.message}` });
+      };
+      worker.postMessage(request);
+    });
+  }
+
+  #finish(): void {
+    this.#done = true;
+    this.control.wake();
+    this.#worker?.terminate();
+  }
+
+  /** Kicks the vCPU out of the guest (it then looks at commands, input and timers). */
+  kick(): void {
+    const a = this.control.activity;
+    if (this.#token && !this.#done && (a === Activity.IN_GUEST || a === Activity.IN_VMM)) {
+      kickVcpu(openLibc(), this.#token);
+    }
+  }
+
+  /** Guest time must advance while the vCPU runs without exiting: kick it at each deadline. */
+  async #kicker(): Promise<void> {
+    while (!this.#done) {
+      const deadline = this.control.deadlineMs;
+      const wait = deadline - performance.now();
+      if (wait <= 0) {
+        this.kick();
+        await this.control.changed(5);
+      } else {
+        await this.control.changed(Math.min(wait, 1000));
+      }
+    }
+  }
+
+  /** Sends console input; returns how many bytes were accepted. */
+  input(bytes: Uint8Array): number {
+    const n = this.control.pushInput(bytes);
+    if (n > 0) this.kick();
+    return n;
+  }
+
+  /** Pauses the vCPU; resolves once it has stopped executing guest code. */
+  async pause(): Promise<void> {
+    const acks = this.control.pauseAcks;
+    this.control.request(Command.PAUSE);
+    this.kick();
+    while (!this.#done && this.control.pauseAcks === acks) await this.control.changed(50);
+  }
+
+  /** Resumes a paused vCPU. */
+  resume(): void {
+    this.control.request(Command.RUN);
+  }
+
+  /** Asks the vCPU to stop; the promise from {@link start} then resolves with "stopped". */
+  stop(): void {
+    this.control.request(Command.STOP);
+    this.kick();
+  }
+}

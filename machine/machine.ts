@@ -1,0 +1,254 @@
+/**
+ * The machine: a VmConfig turned into guest memory, two buses, the legacy PC
+ * devices, a loaded kernel and vCPU 0 — everything the run loop needs.
+ *
+ * The machine lives on the vCPU's thread (the devices that exits touch run
+ * there); the host side (console, timers, control) talks to it through a
+ * {@link VcpuControl}.
+ *
+ * @module
+ */
+
+import type { Accel, IrqchipMode, Vcpu, Vm } from "../accel/types.ts";
+import type { VmConfig } from "../config/schema.ts";
+import { type Clock, hostClock, type IrqLine, type TimedDevice } from "../devices/device.ts";
+import { Uart16550 } from "../devices/uart16550.ts";
+import { Pic8259Pair } from "../devices/pic8259.ts";
+import { Pit8254, Port61 } from "../devices/pit8254.ts";
+import { RtcMc146818 } from "../devices/rtc_mc146818.ts";
+import { I8042 } from "../devices/i8042.ts";
+import { PciHost, PciHostBridge } from "../devices/pci.ts";
+import { PostPort } from "../devices/post.ts";
+import { DebugExit } from "../devices/debug_exit.ts";
+import { PowerControl, ResetControl } from "../devices/power.ts";
+import { loadKernel, type LoadResult } from "../loaders/detect.ts";
+import { Bus } from "./bus.ts";
+import { memoryLayout } from "./layout.ts";
+
+/** Port assignments of the PC machine (vmd's and QEMU's). */
+export const PORTS = {
+  PIC_MASTER: 0x20,
+  PIT: 0x40,
+  I8042_DATA: 0x60,
+  PORT61: 0x61,
+  I8042_COMMAND: 0x64,
+  RTC: 0x70,
+  POST: 0x80,
+  PIC_SLAVE: 0xa0,
+  COM1: 0x3f8,
+  ELCR: 0x4d0,
+  POWER: 0x604,
+  /** 0xCF8 (32-bit) PCI address; a byte at 0xCF9 is reset control. */
+  PCI_ADDRESS: 0xcf8,
+  PCI_DATA: 0xcfc,
+} as const;
+
+/** ISA interrupt lines. */
+export const IRQS = { PIT: 0, COM1: 4, RTC: 8 } as const;
+
+/** How a VM ended. */
+export type Outcome =
+  | { kind: "poweroff" }
+  | { kind: "exit-port"; status: number }
+  | { kind: "reset" }
+  | { kind: "triple-fault"; detail: string }
+  | { kind: "halted"; detail: string }
+  | { kind: "stopped" }
+  | { kind: "failed"; reason: string };
+
+/** The process exit status for an outcome (see README: exit statuses). */
+export function exitStatus(o: Outcome): number {
+  switch (o.kind) {
+    case "poweroff":
+    case "stopped":
+    case "halted":
+      return 0;
+    case "exit-port":
+      return o.status;
+    case "reset":
+      return 0;
+    case "triple-fault":
+      return 4;
+    case "failed":
+      return 3;
+  }
+}
+
+/** One line describing an outcome for the user. */
+export function describeOutcome(o: Outcome): string {
+  switch (o.kind) {
+    case "poweroff":
+      return "guest powered off";
+    case "exit-port":
+      return `guest wrote to the debug exit port: exit status ${o.status}`;
+    case "reset":
+      return "guest requested a reset";
+    case "triple-fault":
+      return `guest triple-faulted (the CPU shut down)${o.detail ? "\n" + o.detail : ""}`;
+    case "halted":
+      return `guest halted with interrupts disabled${o.detail ? ": " + o.detail : ""}`;
+    case "stopped":
+      return "VM stopped";
+    case "failed":
+      return `VM failed: ${o.reason}`;
+  }
+}
+
+/** What building a machine needs besides the config. */
+export interface MachineOptions {
+  config: VmConfig;
+  accel: Accel;
+  /** Where COM1's output goes (called synchronously from the vCPU thread). */
+  serialOut: (bytes: Uint8Array) => void;
+  clock?: Clock;
+  /** The kernel image, when it does not come from `config.boot.kernel` (built-in demo). */
+  kernelImage?: Uint8Array;
+}
+
+/** A built machine, ready to run. */
+export class Machine {
+  readonly config: VmConfig;
+  readonly accel: Accel;
+  readonly vm: Vm;
+  readonly vcpu: Vcpu;
+  readonly irqchip: IrqchipMode;
+  readonly pio: Bus = new Bus("port I/O");
+  readonly mmio: Bus = new Bus("MMIO");
+  readonly clock: Clock;
+  readonly uart: Uart16550;
+  readonly pic?: Pic8259Pair;
+  readonly pit?: Pit8254;
+  readonly rtc: RtcMc146818;
+  readonly post: PostPort;
+  readonly pci: PciHost;
+  readonly timed: TimedDevice[] = [];
+  readonly boot: LoadResult;
+  /** Set by devices when the VM must end (exit port, power-off, reset). */
+  outcome?: Outcome;
+
+  constructor(options: MachineOptions) {
+    const { config, accel } = options;
+    this.config = config;
+    this.accel = accel;
+    this.irqchip = config.vm.irqchip;
+    this.clock = options.clock ?? hostClock;
+    const layout = memoryLayout(config.vm.memoryBytes);
+    const image = options.kernelImage ?? Deno.readFileSync(config.boot.kernel);
+    const initrd = config.boot.initrd ? Deno.readFileSync(config.boot.initrd) : undefined;
+    this.vm = accel.createVm({
+      name: config.vm.name,
+      ram: layout.ram,
+      vcpus: config.vm.vcpus,
+      irqchip: this.irqchip,
+    });
+    try {
+      this.boot = loadKernel(image, {
+        memory: this.vm.memory,
+        e820: layout.e820,
+        cmdline: config.boot.cmdline,
+        initrd,
+        name: config.boot.kernel,
+      });
+
+      const end = (o: Outcome) => {
+        this.outcome ??= o;
+      };
+      if (this.irqchip === "user") {
+        this.pic = new Pic8259Pair();
+        this.pio.insert(PORTS.PIC_MASTER, 2, this.pic.master);
+        this.pio.insert(PORTS.PIC_SLAVE, 2, this.pic.slave);
+        this.pio.insert(PORTS.ELCR, 2, this.pic.elcr);
+        this.pit = new Pit8254(this.clock, this.irq(IRQS.PIT));
+        this.pio.insert(PORTS.PIT, 4, this.pit);
+        this.pio.insert(PORTS.PORT61, 1, new Port61(this.pit));
+        this.timed.push(this.pit);
+      }
+      this.uart = new Uart16550("com1", this.irq(IRQS.COM1), options.serialOut);
+      this.pio.insert(PORTS.COM1, 8, this.uart);
+      const below4g = layout.ram.filter((r) => r.gpa < 2 ** 32).reduce((n, r) => n + r.size, 0);
+      this.rtc = new RtcMc146818({
+        clock: this.clock,
+        irq: this.irq(IRQS.RTC),
+        memoryBelow4gBytes: below4g,
+        memoryAbove4gBytes: config.vm.memoryBytes - below4g,
+      });
+      this.pio.insert(PORTS.RTC, 2, this.rtc);
+      this.timed.push(this.rtc);
+      const kbd = new I8042(() => end({ kind: "reset" }));
+      this.pio.insert(PORTS.I8042_DATA, 1, kbd.data);
+      this.pio.insert(PORTS.I8042_COMMAND, 1, kbd.command);
+      this.pci = new PciHost();
+      this.pci.addDevice(0, new PciHostBridge());
+      const reset = new ResetControl(() => end({ kind: "reset" }));
+      this.pio.insert(PORTS.PCI_ADDRESS, 4, new PciAddressOrReset(this.pci, reset));
+      this.pio.insert(PORTS.PCI_DATA, 4, this.pci.dataPort);
+      this.post = new PostPort(this.clock);
+      this.pio.insert(PORTS.POST, 1, this.post);
+      this.pio.insert(
+        PORTS.POWER,
+        2,
+        new PowerControl(() => end({ kind: "poweroff" })),
+      );
+      if (config.debug.exitPort !== undefined) {
+        this.pio.insert(
+          config.debug.exitPort,
+          4,
+          new DebugExit((status) => end({ kind: "exit-port", status })),
+        );
+      }
+      this.vcpu = this.vm.createVcpu(0, this.boot.state);
+    } catch (e) {
+      this.vm.close();
+      throw e;
+    }
+  }
+
+  /** The interrupt line `irq`: our PIC, or the in-kernel irqchip. */
+  irq(irq: number): IrqLine {
+    if (this.pic) return this.pic.line(irq);
+    const vm = this.vm;
+    return { setLevel: (high) => vm.setIrqLine(irq, high) };
+  }
+
+  /** Brings every timed device up to now. */
+  pollTimers(nowNs: number = this.clock.nowNs()): void {
+    for (const d of this.timed) d.poll(nowNs);
+  }
+
+  /** The earliest time a timed device needs attention, or Infinity. */
+  nextDeadlineNs(): number {
+    let t = Infinity;
+    for (const d of this.timed) t = Math.min(t, d.nextDeadlineNs());
+    return t;
+  }
+
+  close(): void {
+    try {
+      this.vcpu.close();
+    } finally {
+      this.vm.close();
+    }
+  }
+}
+
+/**
+ * 0xCF8-0xCFB is PCI's 32-bit address register, but a byte access to 0xCF9
+ * is the chipset's reset control register: route by width, as the chipset does.
+ */
+class PciAddressOrReset {
+  readonly name = "pci-address/reset-control";
+  readonly #pci: PciHost;
+  readonly #reset: ResetControl;
+  constructor(pci: PciHost, reset: ResetControl) {
+    this.#pci = pci;
+    this.#reset = reset;
+  }
+  read(offset: number, data: Uint8Array): void {
+    if (offset === 1 && data.length === 1) this.#reset.read(0, data);
+    else this.#pci.addressPort.read(offset, data);
+  }
+  write(offset: number, data: Uint8Array): void {
+    if (offset === 1 && data.length === 1) this.#reset.write(0, data);
+    else this.#pci.addressPort.write(offset, data);
+  }
+}

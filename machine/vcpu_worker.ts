@@ -1,0 +1,58 @@
+/**
+ * The vCPU thread: builds the machine (memory, devices, loaded kernel) and
+ * runs vCPU 0's loop with synchronous FFI. Talks to the host through the
+ * shared {@link VcpuControl} and a few messages.
+ *
+ * @module
+ */
+
+/// <reference lib="deno.worker" />
+
+import { createAccel } from "../accel/select.ts";
+import { openLibc } from "../ffi/libc.ts";
+import { VcpuControl } from "./control.ts";
+import { Machine, type Outcome } from "./machine.ts";
+import { runLoop } from "./run_loop.ts";
+import { openSerialSink } from "./serial_sink.ts";
+import type { WorkerRequest, WorkerReply } from "./host.ts";
+
+function reply(message: WorkerReply): void {
+  self.postMessage(message);
+}
+
+self.onmessage = (event: MessageEvent<WorkerRequest>) => {
+  const req = event.data;
+  const control = new VcpuControl(req.control);
+  const sink = openSerialSink(req.serial);
+  // One time base for both threads: ms since the host's time origin.
+  const shift = performance.timeOrigin - req.originMs;
+  const clock = { nowNs: () => (performance.now() + shift) * 1e6 };
+  let machine: Machine | undefined;
+  let outcome: Outcome;
+  try {
+    const libc = openLibc();
+    const accel = createAccel(req.accel, libc);
+    machine = new Machine({
+      config: req.config,
+      accel,
+      serialOut: sink.write,
+      clock,
+      kernelImage: req.kernelImage,
+    });
+    reply({
+      type: "started",
+      kickToken: machine.vcpu.kickToken(),
+      boot: machine.boot.summary,
+    });
+    outcome = runLoop(machine, control);
+  } catch (e) {
+    outcome = { kind: "failed", reason: e instanceof Error ? e.message : String(e) };
+  }
+  try {
+    machine?.close();
+  } catch (e) {
+    console.error(`vmmctl: closing the VM: ${e instanceof Error ? e.message : e}`);
+  }
+  sink.close();
+  reply({ type: "outcome", outcome, postCodes: machine?.post.codes() ?? [] });
+};
