@@ -22,7 +22,7 @@
  * import { translate } from "./page_walk.ts";
  * const mem = GuestMemory.anonymous([{ gpa: 0, size: 0x10000 }]);
  * // Paging off: identity.
- * translate(mem, { cr0: 1n, cr3: 0n, cr4: 0n, efer: 0n }, 0x1234n, {}); // { gpa: 0x1234 }
+ * console.log(translate(mem, { cr0: 1n, cr3: 0n, cr4: 0n, efer: 0n }, 0x1234n, {})); // { gpa: 0x1234 }
  * ```
  * @module
  */

@@ -20,6 +20,7 @@
  * // mov eax, [rbx+0x10] in 64-bit mode
  * const d = decodeMmioInstruction(new Uint8Array([0x8b, 0x43, 0x10]), { cpuMode: "long64" });
  * // d = { length: 3, op: "load", width: 4, dest: { reg: 0, width: 4, extend: "zero" }, ... }
+ * console.log(d);
  * ```
  * @module
  */
@@ -121,7 +122,10 @@ export type DecodedMmio = DecodedMmioLoad | DecodedMmioStore;
  * fetching at a page fault and should report that fault instead.
  */
 export interface DecodeError {
+  /** The whole message, naming the bytes: `Unsupported MMIO instruction "0f 01 d8": ...`. */
   error: string;
+  /** Just the reason ("opcode 0f 01 is not emulated"), for callers that add context. */
+  reason: string;
   truncated?: boolean;
 }
 
@@ -269,7 +273,9 @@ export function decodeMmioInstruction(
     if (!(e instanceof DecodeFailure)) throw e;
     const shown = hexBytes(bytes.subarray(0, X86_MAX_INSN_BYTES));
     const error = `Unsupported MMIO instruction "${shown}": ${e.message}`;
-    return e.truncated ? { error, truncated: true } : { error };
+    return e.truncated
+      ? { error, reason: e.message, truncated: true }
+      : { error, reason: e.message };
   }
 }
 
