@@ -179,12 +179,12 @@ export function probeValues(values: Record<string, number>): Probe {
   return { lines, expected };
 }
 
-/** Parses `key value` lines printed by a probe program. */
+/** Parses `key value` lines printed by a probe program (the value is the last word). */
 export function parseProbeOutput(stdout: string): Record<string, number> {
   const out: Record<string, number> = {};
   for (const line of stdout.split("\n")) {
     if (!line) continue;
-    const m = /^(\S+) (\d+)$/.exec(line);
+    const m = /^(.+) (\d+)$/.exec(line);
     if (!m) throw new Error(`Cannot parse probe output line "${line}"`);
     const n = Number(m[2]);
     if (!Number.isSafeInteger(n)) throw new Error(`Probe value "${m[2]}" is not a safe integer`);
