@@ -199,6 +199,27 @@ export function parseBzImage(data: Uint8Array): SetupHeader {
   };
 }
 
+/**
+ * Where the kernel decompresses and runs: `init_size` bytes from its runtime
+ * start (boot.rst, "init_size"). Before protocol 2.10 (no init_size) the
+ * file itself is the whole area.
+ */
+export function kernelRuntimeArea(
+  hdr: SetupHeader,
+  loadGpa: number,
+): { gpa: number; size: number } {
+  if (hdr.initSize === 0) return { gpa: loadGpa, size: hdr.kernelSize };
+  const pref = Number(hdr.prefAddress);
+  let start: number;
+  if (hdr.relocatable) {
+    const align = hdr.kernelAlignment > 0 ? hdr.kernelAlignment : 1;
+    start = Math.ceil(Math.max(loadGpa, pref) / align) * align;
+  } else {
+    start = pref !== 0 ? pref : loadGpa;
+  }
+  return { gpa: start, size: hdr.initSize };
+}
+
 /** What goes into a Linux zero page besides the kernel's own header. */
 export interface ZeroPageFields {
   /** The setup header bytes from 0x1F1 (bzImage); undefined for a vmlinux. */
@@ -264,32 +285,37 @@ export function loadBzImage(data: Uint8Array, options: LoadOptions): LoadResult 
   placement.claim(ZERO_PAGE_GPA, ZERO_PAGE_BYTES, "zero page");
   placement.put(CMDLINE_GPA, cmdline, "command line");
 
-  // The kernel decompresses within init_size bytes of its load address.
-  const span = Math.max(hdr.kernelSize, hdr.initSize);
-  if (!mem.contains(BZIMAGE_LOAD_GPA, span)) {
-    throw new LoaderError(
-      `kernel needs ${formatBytes(span)} at ${hex(BZIMAGE_LOAD_GPA)} (file ${hex(hdr.kernelSize)}` +
-        `, init_size ${hex(hdr.initSize)} bytes): larger than guest RAM (${formatBytes(mem.size)})`,
-    );
+  // The file goes to 1 MiB; the kernel then decompresses into its runtime
+  // area of init_size bytes (boot.rst: relocatable kernels run at
+  // align_up(max(load address, pref_address), kernel_alignment), others at
+  // pref_address). The initrd must stay clear of both.
+  const run = kernelRuntimeArea(hdr, BZIMAGE_LOAD_GPA);
+  const fileEnd = BZIMAGE_LOAD_GPA + hdr.kernelSize;
+  const kernelRanges = run.gpa < fileEnd && BZIMAGE_LOAD_GPA < run.gpa + run.size
+    ? [{ gpa: BZIMAGE_LOAD_GPA, size: Math.max(fileEnd, run.gpa + run.size) - BZIMAGE_LOAD_GPA }]
+    : [{ gpa: BZIMAGE_LOAD_GPA, size: hdr.kernelSize }, run];
+  for (const k of kernelRanges) {
+    if (!mem.contains(k.gpa, k.size)) {
+      throw new LoaderError(
+        `kernel needs ${formatBytes(k.size)} at ${hex(k.gpa)} (file ${hex(hdr.kernelSize)} bytes` +
+          `, init_size ${hex(hdr.initSize)}): larger than guest RAM (${formatBytes(mem.size)})`,
+      );
+    }
   }
-  placement.put(
-    BZIMAGE_LOAD_GPA,
-    data.subarray(hdr.kernelOffset),
-    "kernel",
-    span,
-  );
-  const kernelEnd = BZIMAGE_LOAD_GPA + span;
+  placement.put(BZIMAGE_LOAD_GPA, data.subarray(hdr.kernelOffset), "kernel", kernelRanges[0].size);
+  if (kernelRanges.length > 1) placement.claim(run.gpa, run.size, "kernel runtime area");
+  const kernelEnd = Math.max(...kernelRanges.map((k) => k.gpa + k.size));
 
   let initrd: { gpa: number; size: number } | undefined;
   if (options.initrd && options.initrd.length > 0) {
     const size = options.initrd.length;
     const limit = Math.min(hdr.initrdAddrMax + 1, ramEndBelow(e820, 2 ** 32));
-    const gpa = placeHigh(placement, e820, size, kernelEnd, limit);
+    const gpa = placeHigh(placement, e820, size, HIGH_MEMORY_GPA, limit);
     if (gpa === undefined) {
       throw new LoaderError(
-        `initrd of ${formatBytes(size)} is too big: it does not fit between the kernel end ` +
-          `${hex(kernelEnd)} and ${hex(limit)} (initrd_addr_max ${hex(hdr.initrdAddrMax)}, ` +
-          `guest RAM ${formatBytes(mem.size)})`,
+        `initrd of ${formatBytes(size)} is too big: no room for it below ${hex(limit)} outside ` +
+          `the kernel ${hex(BZIMAGE_LOAD_GPA)}-${hex(kernelEnd)} (initrd_addr_max ` +
+          `${hex(hdr.initrdAddrMax)}, guest RAM ${formatBytes(mem.size)})`,
       );
     }
     placement.put(gpa, options.initrd, "initrd");

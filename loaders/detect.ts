@@ -1,0 +1,76 @@
+/**
+ * Kernel format detection and the one entry point machine code calls:
+ * {@link loadKernel}.
+ *
+ * Order (as QEMU's `-kernel`): a bzImage ("HdrS" setup header) first, then a
+ * Multiboot v1 header (which wins over plain ELF, like GRUB and QEMU), then
+ * ELF with the PVH note, then plain ELF64 / ELF32.
+ *
+ * @example
+ * ```ts
+ * import { GuestMemory } from "../machine/guest_memory.ts";
+ * import { memoryLayout } from "../machine/layout.ts";
+ * import { loadKernel } from "./detect.ts";
+ * const { ram, e820 } = memoryLayout(256 * 1024 * 1024);
+ * const memory = GuestMemory.anonymous(ram);
+ * const data = Deno.readFileSync("vmlinuz");
+ * const result = loadKernel(data, { memory, e820, cmdline: "console=ttyS0", name: "vmlinuz" });
+ * result.summary; // "bzImage protocol 2.15, 64-bit entry at 0x100200, ..."
+ * ```
+ * @module
+ */
+
+import { GuestMemoryError } from "../machine/guest_memory.ts";
+import { type KernelFormat, LoaderError, type LoadOptions, type LoadResult } from "./common.ts";
+import { isBzImage, loadBzImage } from "./bzimage.ts";
+import { elfClass, loadElf, parseElf, pvhEntry } from "./elf.ts";
+import { findMultibootHeader, loadMultiboot } from "./multiboot.ts";
+
+export { type KernelFormat, LoaderError, type LoadOptions, type LoadResult } from "./common.ts";
+export type { UsedRange } from "./common.ts";
+
+/** The format of a kernel image, or undefined when it is none we load. */
+export function detectKernelFormat(data: Uint8Array): KernelFormat | undefined {
+  if (isBzImage(data)) return "bzimage";
+  if (findMultibootHeader(data)) return "multiboot";
+  const cls = elfClass(data);
+  if (cls === undefined) return undefined;
+  try {
+    if (pvhEntry(data, parseElf(data)) !== undefined) return "pvh";
+  } catch {
+    // A malformed ELF is still ELF: loading reports what is wrong with it.
+  }
+  return cls === 64 ? "elf64" : "elf32";
+}
+
+/**
+ * Detects the format of `data` and loads it into `options.memory`. Every
+ * failure is a {@link LoaderError} whose message starts with the kernel name.
+ */
+export function loadKernel(data: Uint8Array, options: LoadOptions): LoadResult {
+  const prefix = options.name === undefined ? "kernel: " : `kernel "${options.name}": `;
+  const format = detectKernelFormat(data);
+  try {
+    switch (format) {
+      case "bzimage":
+        return loadBzImage(data, options);
+      case "multiboot":
+        return loadMultiboot(data, options);
+      case "pvh":
+      case "elf64":
+      case "elf32":
+        return loadElf(data, options);
+      case undefined: {
+        const first = [...data.subarray(0, 8)].map((b) => b.toString(16).padStart(2, "0"));
+        const shown = data.length === 0 ? "empty file" : `first bytes: ${first.join(" ")}` +
+          (data.length > 8 ? " ..." : "");
+        throw new LoaderError(`not a bzImage, ELF or Multiboot v1 image (${shown})`);
+      }
+    }
+  } catch (e) {
+    if (e instanceof LoaderError || e instanceof GuestMemoryError) {
+      throw new LoaderError(prefix + e.message, { cause: e });
+    }
+    throw e;
+  }
+}
