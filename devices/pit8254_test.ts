@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { FakeClock, inb, inN, outb, outN, RecordingIrqLine } from "./fakes.ts";
+import { Pic8259Pair } from "./pic8259.ts";
 import { Pit8254, PIT_FREQUENCY_HZ, PIT_MIN_IRQ_INTERVAL_NS, Port61 } from "./pit8254.ts";
 
 /** The time `ticks` PIT input clocks take, rounded up to a whole nanosecond. */
@@ -345,4 +346,26 @@ Deno.test("pit: modes 6 and 7 behave as 2 and 3 but read back as written", () =>
   assert.equal(readCount(pit, 0), 70);
   outb(pit, 3, 0xe2);
   assert.equal((inb(pit, 0) >> 1) & 7, 6);
+});
+
+Deno.test("pit + pic: each IRQ0 pulse latches one interrupt in an edge-triggered PIC", () => {
+  const pic = new Pic8259Pair();
+  outb(pic.master, 0, 0x11);
+  outb(pic.master, 1, 0x20);
+  outb(pic.master, 1, 0x04);
+  outb(pic.master, 1, 0x01);
+  const clock = new FakeClock();
+  const pit = new Pit8254(clock, pic.line(0));
+  program(pit, 0, 2, 1193);
+  let delivered = 0;
+  for (let period = 1; period <= 5; period++) {
+    clock.timeNs = pit.nextDeadlineNs();
+    pit.poll(clock.nowNs());
+    assert.equal(pic.hasInterrupt(), true, `period ${period}`);
+    assert.equal(pic.acknowledge(), 0x20);
+    outb(pic.master, 0, 0x20);
+    delivered++;
+  }
+  assert.equal(delivered, 5);
+  assert.equal(pic.hasInterrupt(), false);
 });
