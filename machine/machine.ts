@@ -17,7 +17,7 @@ import { Pic8259Pair } from "../devices/pic8259.ts";
 import { Pit8254, Port61 } from "../devices/pit8254.ts";
 import { RtcMc146818 } from "../devices/rtc_mc146818.ts";
 import { I8042 } from "../devices/i8042.ts";
-import { PciHost, PciHostBridge } from "../devices/pci.ts";
+import { PciHost } from "../devices/pci.ts";
 import { PostPort } from "../devices/post.ts";
 import { DebugExit } from "../devices/debug_exit.ts";
 import { PowerControl, ResetControl } from "../devices/power.ts";
@@ -177,10 +177,9 @@ export class Machine {
       const kbd = new I8042(() => end({ kind: "reset" }));
       this.pio.insert(PORTS.I8042_DATA, 1, kbd.data);
       this.pio.insert(PORTS.I8042_COMMAND, 1, kbd.command);
-      this.pci = new PciHost();
-      this.pci.addDevice(0, new PciHostBridge());
-      const reset = new ResetControl(() => end({ kind: "reset" }));
-      this.pio.insert(PORTS.PCI_ADDRESS, 4, new PciAddressOrReset(this.pci, reset));
+      // A byte access to 0xCF9 (inside PCI's address register) is the reset control register.
+      this.pci = new PciHost({ resetControl: new ResetControl(() => end({ kind: "reset" })) });
+      this.pio.insert(PORTS.PCI_ADDRESS, 4, this.pci.addressPort);
       this.pio.insert(PORTS.PCI_DATA, 4, this.pci.dataPort);
       this.post = new PostPort(this.clock);
       this.pio.insert(PORTS.POST, 1, this.post);
@@ -193,7 +192,7 @@ export class Machine {
         this.pio.insert(
           config.debug.exitPort,
           4,
-          new DebugExit((status) => end({ kind: "exit-port", status })),
+          new DebugExit((status: number) => end({ kind: "exit-port", status })),
         );
       }
       this.vcpu = this.vm.createVcpu(0, this.boot.state);
@@ -228,27 +227,5 @@ export class Machine {
     } finally {
       this.vm.close();
     }
-  }
-}
-
-/**
- * 0xCF8-0xCFB is PCI's 32-bit address register, but a byte access to 0xCF9
- * is the chipset's reset control register: route by width, as the chipset does.
- */
-class PciAddressOrReset {
-  readonly name = "pci-address/reset-control";
-  readonly #pci: PciHost;
-  readonly #reset: ResetControl;
-  constructor(pci: PciHost, reset: ResetControl) {
-    this.#pci = pci;
-    this.#reset = reset;
-  }
-  read(offset: number, data: Uint8Array): void {
-    if (offset === 1 && data.length === 1) this.#reset.read(0, data);
-    else this.#pci.addressPort.read(offset, data);
-  }
-  write(offset: number, data: Uint8Array): void {
-    if (offset === 1 && data.length === 1) this.#reset.write(0, data);
-    else this.#pci.addressPort.write(offset, data);
   }
 }

@@ -54,5 +54,5 @@ self.onmessage = (event: MessageEvent<WorkerRequest>) => {
     console.error(`vmmctl: closing the VM: ${e instanceof Error ? e.message : e}`);
   }
   sink.close();
-  reply({ type: "outcome", outcome, postCodes: machine?.post.codes() ?? [] });
+  reply({ type: "outcome", outcome, postCodes: machine?.post.entries() ?? [] });
 };

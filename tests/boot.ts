@@ -1,0 +1,92 @@
+/**
+ * Boots a guest the way `vmmctl up` does (vCPU in a Worker, host kicker) and
+ * captures its serial output: the helper integration tests use.
+ *
+ * @module
+ */
+
+import type { AccelChoice } from "../accel/select.ts";
+import type { VmConfig } from "../config/schema.ts";
+import { VmHost } from "../machine/host.ts";
+import { exitStatus, type Outcome } from "../machine/machine.ts";
+
+/** Whether /dev/kvm can be opened read-write here (else KVM tests are skipped). */
+export function kvmAvailable(): boolean {
+  try {
+    Deno.openSync("/dev/kvm", { read: true, write: true }).close();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Why KVM tests are skipped, for the log. */
+export const NO_KVM_MESSAGE = "skipped: /dev/kvm cannot be opened here";
+
+/** What a boot produced. */
+export interface BootResult {
+  outcome: Outcome;
+  status: number;
+  serial: string;
+  postCodes: { code: number; atNs: number }[];
+  wallMs: number;
+}
+
+/** Options for {@link bootGuest}. */
+export interface BootOptions {
+  /** Path of the kernel image. */
+  kernel: string;
+  cmdline?: string;
+  accel?: AccelChoice;
+  irqchip?: "user" | "kernel";
+  memoryBytes?: number;
+  exitPort?: number | null;
+  /** The VM is stopped after this long (the result then has outcome "stopped"). */
+  timeoutMs?: number;
+  /** Called once the vCPU is running, with the host (pause/resume/input tests). */
+  onStarted?: (host: VmHost) => void;
+}
+
+/** A VmConfig for a test guest. */
+export function guestConfig(o: BootOptions): VmConfig {
+  return {
+    vm: {
+      name: "test",
+      memoryBytes: o.memoryBytes ?? 64 * 1024 * 1024,
+      vcpus: 1,
+      accel: o.accel ?? "kvm",
+      irqchip: o.irqchip ?? "user",
+    },
+    boot: { kernel: o.kernel, cmdline: o.cmdline ?? "" },
+    disks: [],
+    interfaces: [],
+    console: { serial: "none" },
+    debug: { exitPort: o.exitPort === null ? undefined : o.exitPort ?? 0xf4 },
+  };
+}
+
+/** Boots a guest and waits for it to end (or the timeout). */
+export async function bootGuest(o: BootOptions): Promise<BootResult> {
+  const serialPath = await Deno.makeTempFile({ prefix: "vmmctl-serial-" });
+  const t0 = performance.now();
+  let host: VmHost | undefined;
+  try {
+    host = new VmHost({
+      config: guestConfig(o),
+      serial: { serial: "file", path: serialPath },
+      onStarted: () => o.onStarted?.(host!),
+    });
+    const timer = setTimeout(() => host!.stop(), o.timeoutMs ?? 20_000);
+    const outcome = await host.start();
+    clearTimeout(timer);
+    return {
+      outcome,
+      status: exitStatus(outcome),
+      serial: await Deno.readTextFile(serialPath),
+      postCodes: host.postCodes,
+      wallMs: performance.now() - t0,
+    };
+  } finally {
+    await Deno.remove(serialPath).catch(() => {});
+  }
+}
