@@ -37,7 +37,10 @@ Deno.test("dispatch: port I/O goes to the device at its offset, REP I/O once per
     { action: "complete" },
   );
   assert.deepEqual([...data], [0x5a, 0x5a, 0x5a]);
-  handleExit({ kind: "io-out", port: 0x3f8, size: 1, count: 2, data: new Uint8Array([65, 66]) }, ctx);
+  handleExit(
+    { kind: "io-out", port: 0x3f8, size: 1, count: 2, data: new Uint8Array([65, 66]) },
+    ctx,
+  );
   assert.deepEqual(uart.calls, ["r5/1", "r5/1", "r5/1", "w0=65", "w0=66"]);
 });
 

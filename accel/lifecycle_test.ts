@@ -12,7 +12,9 @@ const ALL = Object.keys(VALID_TRANSITIONS) as VcpuState[];
 Deno.test("lifecycle: a normal run goes through the table", () => {
   const seen: string[] = [];
   const l = new Lifecycle((from, to) => seen.push(`${from}>${to}`));
-  for (const s of ["configured", "running", "awaiting-io", "exited", "running", "paused"] as const) {
+  for (
+    const s of ["configured", "running", "awaiting-io", "exited", "running", "paused"] as const
+  ) {
     l.to(s);
   }
   l.to("running");

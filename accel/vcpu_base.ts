@@ -6,13 +6,7 @@
  */
 
 import { Lifecycle, type VcpuState } from "./lifecycle.ts";
-import type {
-  KickToken,
-  Registers,
-  SpecialRegisters,
-  Vcpu,
-  VcpuExit,
-} from "./types.ts";
+import type { KickToken, Registers, SpecialRegisters, Vcpu, VcpuExit } from "./types.ts";
 
 /** Exits whose access must be completed before the vCPU runs again. */
 function needsCompletion(exit: VcpuExit): boolean {

@@ -4,7 +4,12 @@
  * @module
  */
 
-import { formatConfigError, loadConfigFile, normalizedJson, normalizedToml } from "../config/parse.ts";
+import {
+  formatConfigError,
+  loadConfigFile,
+  normalizedJson,
+  normalizedToml,
+} from "../config/parse.ts";
 import { type Command, EXIT_FAILURE, UsageError } from "./command.ts";
 
 export const checkCommand: Command = {

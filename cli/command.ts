@@ -54,7 +54,11 @@ export function parseCommandArgs(
 ): { positionals: string[]; flags: FlagValues; help: boolean } {
   const options: ParseArgsConfig["options"] = { help: { type: "boolean", short: "h" } };
   for (const [name, f] of Object.entries(command.flags)) {
-    options[name] = { type: f.type, short: f.short, multiple: f.multiple };
+    options[name] = {
+      type: f.type,
+      ...(f.short ? { short: f.short } : {}),
+      ...(f.multiple ? { multiple: true } : {}),
+    };
   }
   try {
     const { values, positionals } = parseArgs({

@@ -34,7 +34,9 @@ export function overviewHelp(): string {
   ];
   for (const c of COMMANDS) {
     lines.push(`  ${c.name.padEnd(8)} ${c.summary}`);
-    lines.push(`           vmmctl ${c.name} ${[flagSynopsis(c), c.args].filter(Boolean).join(" ")}`);
+    lines.push(
+      `           vmmctl ${c.name} ${[flagSynopsis(c), c.args].filter(Boolean).join(" ")}`,
+    );
   }
   lines.push("", "Run `vmmctl COMMAND --help` for a command's options.");
   return lines.join("\n");

@@ -9,7 +9,6 @@ import type { AccelChoice } from "../accel/select.ts";
 import { formatConfigError, loadConfigFile } from "../config/parse.ts";
 import type { VmConfig } from "../config/schema.ts";
 import { demoConfig } from "../config/demo.ts";
-import { DEMO_GUEST } from "../guests/images.ts";
 import { VmHost } from "../machine/host.ts";
 import { describeOutcome, exitStatus, type Outcome } from "../machine/machine.ts";
 import type { SerialTarget } from "../machine/serial_sink.ts";
@@ -47,7 +46,8 @@ export const upCommand: Command = {
     let kernelImage: Uint8Array | undefined;
     if (positionals.length === 0) {
       config = demoConfig();
-      kernelImage = DEMO_GUEST;
+      // Loaded only when needed: decoding the embedded image costs start-up time.
+      kernelImage = (await import("../guests/images.ts")).DEMO_GUEST;
     } else {
       const loaded = loadConfigFile(positionals[0]);
       if (!loaded.config) {

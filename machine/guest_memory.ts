@@ -44,7 +44,11 @@ export const MAX_GPA = 2 ** 52;
 /** Converts a bigint address from a hypervisor to a number, checked. */
 export function gpaFromBigint(value: bigint): number {
   if (value < 0n || value >= BigInt(MAX_GPA)) {
-    throw new GuestMemoryError(Number(value & 0xffffffffffffn), 0, "beyond the physical address space");
+    throw new GuestMemoryError(
+      Number(value & 0xffffffffffffn),
+      0,
+      "beyond the physical address space",
+    );
   }
   return Number(value);
 }
@@ -69,7 +73,9 @@ export class GuestMemory {
       }
     }
     this.regions = sorted;
-    this.#views = sorted.map((r) => new DataView(r.bytes.buffer, r.bytes.byteOffset, r.bytes.length));
+    this.#views = sorted.map((r) =>
+      new DataView(r.bytes.buffer, r.bytes.byteOffset, r.bytes.length)
+    );
   }
 
   /** Regions backed by fresh zeroed ArrayBuffers (tests, fakes). */
@@ -93,7 +99,10 @@ export class GuestMemory {
       !Number.isSafeInteger(gpa) || !Number.isSafeInteger(length) || gpa < 0 || length < 0 ||
       gpa > MAX_GPA || length > MAX_GPA
     ) {
-      throw new GuestMemoryError(Number.isFinite(gpa) ? gpa : 0, Number.isFinite(length) ? length : 0);
+      throw new GuestMemoryError(
+        Number.isFinite(gpa) ? gpa : 0,
+        Number.isFinite(length) ? length : 0,
+      );
     }
     const rs = this.regions;
     for (let i = 0; i < rs.length; i++) {

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { GuestMemory, GuestMemoryError, gpaFromBigint } from "./guest_memory.ts";
+import { gpaFromBigint, GuestMemory, GuestMemoryError } from "./guest_memory.ts";
 
 const mem = () =>
   GuestMemory.anonymous([{ gpa: 0, size: 0x10000 }, { gpa: 0x1_0000_0000, size: 0x1000 }]);

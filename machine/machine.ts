@@ -94,6 +94,20 @@ export function describeOutcome(o: Outcome): string {
   }
 }
 
+/** Refuses guest RAM larger than the host's: it could never be backed. */
+export function checkHostMemory(
+  memoryBytes: number,
+  hostBytes = Deno.systemMemoryInfo().total,
+): void {
+  if (memoryBytes > hostBytes) {
+    const gib = (n: number) => `${(n / 2 ** 30).toFixed(1)}G`;
+    throw new Error(
+      `Memory ${gib(memoryBytes)} is more than this host's ${gib(hostBytes)} of RAM: ` +
+        `lower vm.memory`,
+    );
+  }
+}
+
 /** What building a machine needs besides the config. */
 export interface MachineOptions {
   config: VmConfig;
@@ -132,6 +146,7 @@ export class Machine {
     this.accel = accel;
     this.irqchip = config.vm.irqchip;
     this.clock = options.clock ?? hostClock;
+    checkHostMemory(config.vm.memoryBytes);
     const layout = memoryLayout(config.vm.memoryBytes);
     const image = options.kernelImage ?? Deno.readFileSync(config.boot.kernel);
     const initrd = config.boot.initrd ? Deno.readFileSync(config.boot.initrd) : undefined;

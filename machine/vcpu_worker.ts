@@ -14,7 +14,7 @@ import { VcpuControl } from "./control.ts";
 import { Machine, type Outcome } from "./machine.ts";
 import { runLoop } from "./run_loop.ts";
 import { openSerialSink } from "./serial_sink.ts";
-import type { WorkerRequest, WorkerReply } from "./host.ts";
+import type { WorkerReply, WorkerRequest } from "./host.ts";
 
 function reply(message: WorkerReply): void {
   self.postMessage(message);

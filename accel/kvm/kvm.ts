@@ -10,7 +10,7 @@
 
 import type { Libc } from "../../ffi/libc.ts";
 import { SyscallError } from "../../ffi/errno.ts";
-import { GuestMemory, gpaFromBigint, type MemoryRegion } from "../../machine/guest_memory.ts";
+import { gpaFromBigint, GuestMemory, type MemoryRegion } from "../../machine/guest_memory.ts";
 import type {
   Accel,
   CpuState,

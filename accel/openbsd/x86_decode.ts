@@ -10,9 +10,11 @@
  * unknown instruction stops the VM with a clear message instead of being
  * emulated wrongly.
  *
- * The effective address is never computed (the exit supplies the
- * guest-physical address); ModRM, SIB and displacement are walked only to
- * learn the instruction length.
+ * Every decode also returns the memory operand (base, index, scale,
+ * displacement, RIP-relative, segment): vmm(4)'s exit does not carry the
+ * faulting guest-physical address, so the back-end computes the linear
+ * address with {@link effectiveAddress} and translates it through the guest
+ * page tables, as vmd does.
  *
  * @example
  * ```ts
@@ -24,6 +26,8 @@
  * ```
  * @module
  */
+
+import type { Registers, SpecialRegisters } from "../types.ts";
 
 /** The CPU's code mode at the faulting instruction (from CR0.PE, EFER.LMA, CS.L and CS.D). */
 export type CpuMode = "real" | "protected16" | "protected32" | "long64";
@@ -87,6 +91,25 @@ export interface StosSource {
 /** What a store writes. */
 export type StoreSource = RegisterSource | ImmediateSource | StosSource;
 
+/**
+ * The memory operand of a decoded instruction: the address is
+ * `segment base + base + index * scale + disp` (+ the address of the next
+ * instruction when `ripRelative`), computed at `addressSize`. Register
+ * numbers are GPR numbers (0 RAX ... 15 R15). `segment` is the override when
+ * there was one, else the default (SS for an rBP/rSP base, ES for STOS).
+ */
+export interface MemoryOperand {
+  base?: number;
+  index?: number;
+  /** 1, 2, 4 or 8. */
+  scale: number;
+  /** Displacement (or moffs), sign-extended to 64 bits, as an unsigned bigint. */
+  disp: bigint;
+  /** 64-bit mode `[rip + disp32]`: relative to the next instruction. */
+  ripRelative?: boolean;
+  segment: SegmentOverride;
+}
+
 /** Fields every decoded MMIO instruction has. */
 interface DecodedCommon {
   /** Bytes the instruction occupies (prefixes included): RIP advances by this. */
@@ -99,6 +122,8 @@ interface DecodedCommon {
   segment?: SegmentOverride;
   /** For logs: "mov", "movzx", "movsx" or "stos". */
   mnemonic: "mov" | "movzx" | "movsx" | "stos";
+  /** Where the access goes (see {@link effectiveAddress}). */
+  mem: MemoryOperand;
 }
 
 /** A decoded device read. */
@@ -200,11 +225,42 @@ class ByteCursor {
   }
 }
 
+/** REX bits that extend ModRM/SIB register fields. */
+interface RexExtension {
+  /** REX.B: 8 or 0, added to ModRM.rm / SIB.base. */
+  b: number;
+  /** REX.X: 8 or 0, added to SIB.index. */
+  x: number;
+}
+
+/** Sign-extends the `bytes`-byte little-endian value to 64 bits (unsigned bigint). */
+function signExtend(value: bigint, bytes: number): bigint {
+  return BigInt.asUintN(64, BigInt.asIntN(bytes * 8, value));
+}
+
+/** 16-bit addressing: ModRM.rm -> [base, index] (BX 3, BP 5, SI 6, DI 7). */
+const MODRM16: readonly (readonly [number | undefined, number | undefined])[] = [
+  [3, 6],
+  [3, 7],
+  [5, 6],
+  [5, 7],
+  [undefined, 6],
+  [undefined, 7],
+  [5, undefined],
+  [3, undefined],
+];
+
 /**
- * Walks a ModRM byte (and SIB and displacement) that must name memory.
- * Returns the ModRM reg field (3 bits, before REX.R).
+ * Decodes a ModRM byte (and SIB and displacement) that must name memory.
+ * Returns the ModRM reg field (3 bits, before REX.R) and the memory operand
+ * (its segment is the default; the caller applies an override).
  */
-function skipModrm(cur: ByteCursor, addressSize: AddressSize): number {
+function parseModrm(
+  cur: ByteCursor,
+  addressSize: AddressSize,
+  rex: RexExtension,
+  long: boolean,
+): { reg: number; mem: MemoryOperand } {
   const modrm = cur.u8();
   const mod = modrm >> 6;
   const reg = (modrm >> 3) & 7;
@@ -215,21 +271,49 @@ function skipModrm(cur: ByteCursor, addressSize: AddressSize): number {
   }
   if (addressSize === 2) {
     // 16-bit forms: no SIB; mod 00 rm 110 is a bare disp16.
-    if (mod === 1) cur.skip(1);
-    else if (mod === 2 || (mod === 0 && rm === 6)) cur.skip(2);
-    return reg;
+    let [base, index] = MODRM16[rm];
+    let disp = 0n;
+    if (mod === 1) disp = signExtend(cur.uint(1), 1);
+    else if (mod === 2) disp = signExtend(cur.uint(2), 2);
+    else if (rm === 6) {
+      base = undefined;
+      disp = signExtend(cur.uint(2), 2);
+    }
+    const mem: MemoryOperand = { scale: 1, disp, segment: base === 5 ? "ss" : "ds" };
+    if (base !== undefined) mem.base = base;
+    if (index !== undefined) mem.index = index;
+    return { reg, mem };
   }
   // 32/64-bit forms. The special cases look at the 3-bit fields only, so
   // REX.B/REX.X (r12, r13) do not change the length.
-  let disp = mod === 1 ? 1 : mod === 2 ? 4 : 0;
+  let dispBytes = mod === 1 ? 1 : mod === 2 ? 4 : 0;
+  let base: number | undefined;
+  let index: number | undefined;
+  let scale = 1;
+  let ripRelative = false;
   if (rm === 4) {
     const sib = cur.u8();
-    if (mod === 0 && (sib & 7) === 5) disp = 4; // no base: disp32
+    scale = 1 << (sib >> 6);
+    const sibIndex = ((sib >> 3) & 7) | rex.x;
+    if (sibIndex !== 4) index = sibIndex; // index 100 without REX.X means none
+    if (mod === 0 && (sib & 7) === 5) dispBytes = 4; // no base: disp32
+    else base = (sib & 7) | rex.b;
   } else if (mod === 0 && rm === 5) {
-    disp = 4; // disp32 (RIP/EIP-relative in 64-bit mode)
+    dispBytes = 4; // disp32: RIP/EIP-relative in 64-bit mode, absolute otherwise
+    ripRelative = long;
+  } else {
+    base = rm | rex.b;
   }
-  cur.skip(disp);
-  return reg;
+  const disp = dispBytes === 0 ? 0n : signExtend(cur.uint(dispBytes), dispBytes);
+  const mem: MemoryOperand = {
+    scale,
+    disp,
+    segment: base === 4 || base === 5 ? "ss" : "ds",
+  };
+  if (base !== undefined) mem.base = base;
+  if (index !== undefined) mem.index = index;
+  if (ripRelative) mem.ripRelative = true;
+  return { reg, mem };
 }
 
 function operandWidth(cpuMode: CpuMode, opsize16: boolean, rexW: boolean): MmioWidth {
@@ -311,9 +395,18 @@ function decode(bytes: Uint8Array, cpuMode: CpuMode): DecodedMmio {
 
   const rexW = (rex & 8) !== 0;
   const rexR = (rex & 4) !== 0 ? 8 : 0;
+  const ext: RexExtension = { b: (rex & 1) !== 0 ? 8 : 0, x: (rex & 2) !== 0 ? 8 : 0 };
   const width = operandWidth(cpuMode, opsize16, rexW);
   const addressSize = addressWidth(cpuMode, addrsize);
   const common = { addressSize, ...(segment ? { segment } : {}) };
+  // The memory operand with the override applied.
+  const withSegment = (mem: MemoryOperand): { mem: MemoryOperand } => ({
+    mem: segment ? { ...mem, segment } : mem,
+  });
+  const modrm = () => {
+    const { reg, mem } = parseModrm(cur, addressSize, ext, long);
+    return { reg, ...withSegment(mem) };
+  };
 
   // A byte register 4..7 is AH/CH/DH/BH unless any REX prefix is present.
   const byteReg = (reg3: number) => {
@@ -323,46 +416,50 @@ function decode(bytes: Uint8Array, cpuMode: CpuMode): DecodedMmio {
 
   switch (opcode) {
     case 0x88: { // MOV r/m8, r8
-      const reg = skipModrm(cur, addressSize);
+      const { reg, mem } = modrm();
       return {
         length: cur.pos,
         op: "store",
         width: 1,
         source: { ...byteReg(reg), width: 1 },
         mnemonic: "mov",
+        mem,
         ...common,
       };
     }
     case 0x89: { // MOV r/m, r
-      const reg = skipModrm(cur, addressSize) | rexR;
+      const { reg, mem } = modrm();
       return {
         length: cur.pos,
         op: "store",
         width,
-        source: { reg, width },
+        source: { reg: reg | rexR, width },
         mnemonic: "mov",
+        mem,
         ...common,
       };
     }
     case 0x8a: { // MOV r8, r/m8
-      const reg = skipModrm(cur, addressSize);
+      const { reg, mem } = modrm();
       return {
         length: cur.pos,
         op: "load",
         width: 1,
         dest: { ...byteReg(reg), width: 1, extend: "none-merge" },
         mnemonic: "mov",
+        mem,
         ...common,
       };
     }
     case 0x8b: { // MOV r, r/m
-      const reg = skipModrm(cur, addressSize) | rexR;
+      const { reg, mem } = modrm();
       return {
         length: cur.pos,
         op: "load",
         width,
-        dest: { reg, width, extend: movExtend(width) },
+        dest: { reg: reg | rexR, width, extend: movExtend(width) },
         mnemonic: "mov",
+        mem,
         ...common,
       };
     }
@@ -370,7 +467,7 @@ function decode(bytes: Uint8Array, cpuMode: CpuMode): DecodedMmio {
     case 0xa1:
     case 0xa2:
     case 0xa3: { // MOV AL/rAX <-> moffs: the offset is address-size wide
-      cur.skip(addressSize);
+      const { mem } = withSegment({ scale: 1, disp: cur.uint(addressSize), segment: "ds" });
       const w: MmioWidth = (opcode & 1) === 0 ? 1 : width;
       if (opcode < 0xa2) {
         return {
@@ -379,6 +476,7 @@ function decode(bytes: Uint8Array, cpuMode: CpuMode): DecodedMmio {
           width: w,
           dest: { reg: 0, width: w, extend: movExtend(w) },
           mnemonic: "mov",
+          mem,
           ...common,
         };
       }
@@ -388,13 +486,14 @@ function decode(bytes: Uint8Array, cpuMode: CpuMode): DecodedMmio {
         width: w,
         source: { reg: 0, width: w },
         mnemonic: "mov",
+        mem,
         ...common,
       };
     }
     case 0xc6:
     case 0xc7: { // MOV r/m, imm (only /0)
       const modrmAt = cur.pos;
-      const reg = skipModrm(cur, addressSize);
+      const { reg, mem } = modrm();
       if (reg !== 0) {
         const modrm = bytes[modrmAt].toString(16).padStart(2, "0");
         throw new DecodeFailure(
@@ -412,6 +511,7 @@ function decode(bytes: Uint8Array, cpuMode: CpuMode): DecodedMmio {
         width: w,
         source: { imm },
         mnemonic: "mov",
+        mem,
         ...common,
       };
     }
@@ -424,6 +524,8 @@ function decode(bytes: Uint8Array, cpuMode: CpuMode): DecodedMmio {
         width: w,
         source: { stos: true, addressSize },
         mnemonic: "stos",
+        // ES:[rDI]; ES cannot be overridden.
+        mem: { base: 7, scale: 1, disp: 0n, segment: "es" },
         ...common,
       };
     }
@@ -433,19 +535,93 @@ function decode(bytes: Uint8Array, cpuMode: CpuMode): DecodedMmio {
         throw new DecodeFailure(`opcode 0f ${op2.toString(16).padStart(2, "0")} is not emulated`);
       }
       // MOVZX / MOVSX r, r/m8 or r/m16
-      const reg = skipModrm(cur, addressSize) | rexR;
+      const { reg, mem } = modrm();
       const w: MmioWidth = (op2 & 1) === 0 ? 1 : 2;
       const sign = op2 >= 0xbe;
       return {
         length: cur.pos,
         op: "load",
         width: w,
-        dest: { reg, width, extend: sign ? "sign" : "zero" },
+        dest: { reg: reg | rexR, width, extend: sign ? "sign" : "zero" },
         mnemonic: sign ? "movsx" : "movzx",
+        mem,
         ...common,
       };
     }
     default:
       throw new DecodeFailure(`opcode ${opcode.toString(16).padStart(2, "0")} is not emulated`);
   }
+}
+
+// ---------------------------------------------------------------------------
+// Effective addresses
+
+/** GPR number (x86 encoding order) -> field of {@link Registers}. */
+const GPR_NAMES = [
+  "rax",
+  "rcx",
+  "rdx",
+  "rbx",
+  "rsp",
+  "rbp",
+  "rsi",
+  "rdi",
+  "r8",
+  "r9",
+  "r10",
+  "r11",
+  "r12",
+  "r13",
+  "r14",
+  "r15",
+] as const satisfies readonly (keyof Registers)[];
+
+const CR0_PE = 1n;
+const EFER_LMA = 1n << 10n;
+const RFLAGS_VM = 1n << 17n;
+
+/**
+ * The code mode the CPU is in: real (CR0.PE clear, or virtual-8086 mode,
+ * which addresses like real mode), 64-bit (EFER.LMA and CS.L), else
+ * protected mode with CS.D choosing 32- or 16-bit defaults.
+ */
+export function cpuModeOf(sregs: SpecialRegisters, rflags = 0n): CpuMode {
+  if ((sregs.cr0 & CR0_PE) === 0n || (rflags & RFLAGS_VM) !== 0n) return "real";
+  if ((sregs.efer & EFER_LMA) !== 0n && sregs.cs.l) return "long64";
+  return sregs.cs.db ? "protected32" : "protected16";
+}
+
+/**
+ * The linear address a decoded instruction accesses: base + index * scale +
+ * displacement (+ the next instruction's RIP when RIP-relative), wrapped at
+ * the address size, plus the segment base. In 64-bit mode only FS and GS
+ * have a base (the others count as 0) and the sum wraps at 64 bits;
+ * elsewhere the linear address wraps at 32 bits. Segment limits are not
+ * checked (the guest's page tables and the MMIO range check catch a wild
+ * address).
+ *
+ * @example
+ * ```ts
+ * import { decodeMmioInstruction, effectiveAddress } from "./x86_decode.ts";
+ * // mov eax, [rbx+rcx*4+0x10] with rbx=0xfee00000, rcx=2 -> 0xfee00018
+ * const d = decodeMmioInstruction(new Uint8Array([0x8b, 0x44, 0x8b, 0x10]), { cpuMode: "long64" });
+ * // effectiveAddress(d, regs, sregs) === 0xfee00018n
+ * ```
+ */
+export function effectiveAddress(
+  decoded: DecodedMmio,
+  regs: Registers,
+  sregs: SpecialRegisters,
+): bigint {
+  const { mem, addressSize } = decoded;
+  const long = (sregs.efer & EFER_LMA) !== 0n && sregs.cs.l;
+  let offset = mem.disp;
+  if (mem.base !== undefined) offset += regs[GPR_NAMES[mem.base]];
+  if (mem.index !== undefined) offset += regs[GPR_NAMES[mem.index]] * BigInt(mem.scale);
+  if (mem.ripRelative) offset += regs.rip + BigInt(decoded.length);
+  offset = BigInt.asUintN(addressSize * 8, offset);
+  const segBase = long && mem.segment !== "fs" && mem.segment !== "gs"
+    ? 0n
+    : sregs[mem.segment].base;
+  return BigInt.asUintN(long ? 64 : 32, segBase + offset);
 }
