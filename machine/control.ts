@@ -75,9 +75,14 @@ export class VcpuControl {
     return n;
   }
 
-  /** The vCPU's activity. */
+  /** The vCPU's activity (set by the vCPU, read by the host). */
   get activity(): number {
     return Atomics.load(this.#i32, STATE);
+  }
+
+  set activity(value: number) {
+    Atomics.store(this.#i32, STATE, value);
+    this.#bumpSeq();
   }
 
   /** The timer deadline the vCPU published (ms on the shared time base), or Infinity. */
@@ -101,11 +106,6 @@ export class VcpuControl {
 
   get command(): number {
     return Atomics.load(this.#i32, COMMAND);
-  }
-
-  set activity(value: number) {
-    Atomics.store(this.#i32, STATE, value);
-    this.#bumpSeq();
   }
 
   /** Publishes the next timer deadline (ms on the shared time base) for the host's kicker. */
