@@ -101,7 +101,10 @@ TS
 if [[ $mode == check ]]; then
   status=0
   for name in "${names[@]}"; do
-    if ! cmp -s "$out/$name.bin" "$here/bin/$name.bin"; then
+    if [[ ! -e "$here/bin/$name.bin" ]]; then
+      echo "build.sh: guests/bin/$name.bin is missing: run bash guests/build.sh" >&2
+      status=1
+    elif ! cmp -s "$out/$name.bin" "$here/bin/$name.bin"; then
       echo "build.sh: guests/bin/$name.bin is not what guests/$name.asm assembles to" >&2
       status=1
     fi
@@ -114,7 +117,7 @@ if [[ $mode == check ]]; then
     fi
   done
   if ! cmp -s "$images" "$here/images.ts"; then
-    echo "build.sh: guests/images.ts is out of date" >&2
+    echo "build.sh: guests/images.ts is out of date: run bash guests/build.sh" >&2
     status=1
   fi
   if [[ $status == 0 ]]; then
