@@ -11,7 +11,13 @@
 
 import type { Accel, IrqchipMode, Vcpu, Vm } from "../accel/types.ts";
 import type { VmConfig } from "../config/schema.ts";
-import { type Clock, hostClock, type IrqLine, type TimedDevice } from "../devices/device.ts";
+import {
+  type BusDevice,
+  type Clock,
+  hostClock,
+  type IrqLine,
+  type TimedDevice,
+} from "../devices/device.ts";
 import { Uart16550 } from "../devices/uart16550.ts";
 import { Pic8259Pair } from "../devices/pic8259.ts";
 import { Pit8254, Port61 } from "../devices/pit8254.ts";
@@ -22,6 +28,7 @@ import { PostPort } from "../devices/post.ts";
 import { DebugExit } from "../devices/debug_exit.ts";
 import { PowerControl, ResetControl } from "../devices/power.ts";
 import { loadKernel, type LoadResult } from "../loaders/detect.ts";
+import { attachVirtioDevices, type VirtioDevices } from "../devices/virtio/attach.ts";
 import { Bus } from "./bus.ts";
 import { memoryLayout } from "./layout.ts";
 
@@ -137,8 +144,16 @@ export class Machine {
   readonly pci: PciHost;
   readonly timed: TimedDevice[] = [];
   readonly boot: LoadResult;
+  /** The virtio devices (disks, network cards, rng, vmmci) on PCI. */
+  readonly virtio: VirtioDevices;
   /** Set by devices when the VM must end (exit port, power-off, reset). */
   outcome?: Outcome;
+  /**
+   * Set when the guest touched a timed device: its deadline may have moved,
+   * so the run loop polls timers before the next entry (otherwise it polls
+   * only when the cached deadline has passed: the hot path stays short).
+   */
+  timersDirty = true;
 
   constructor(options: MachineOptions) {
     const { config, accel } = options;
@@ -174,8 +189,8 @@ export class Machine {
         this.pio.insert(PORTS.PIC_SLAVE, 2, this.pic.slave);
         this.pio.insert(PORTS.ELCR, 2, this.pic.elcr);
         this.pit = new Pit8254(this.clock, this.irq(IRQS.PIT));
-        this.pio.insert(PORTS.PIT, 4, this.pit);
-        this.pio.insert(PORTS.PORT61, 1, new Port61(this.pit));
+        this.pio.insert(PORTS.PIT, 4, this.#timedPort(this.pit));
+        this.pio.insert(PORTS.PORT61, 1, this.#timedPort(new Port61(this.pit)));
         this.timed.push(this.pit);
       }
       this.uart = new Uart16550("com1", this.irq(IRQS.COM1), options.serialOut);
@@ -187,7 +202,7 @@ export class Machine {
         memoryBelow4gBytes: below4g,
         memoryAbove4gBytes: config.vm.memoryBytes - below4g,
       });
-      this.pio.insert(PORTS.RTC, 2, this.rtc);
+      this.pio.insert(PORTS.RTC, 2, this.#timedPort(this.rtc));
       this.timed.push(this.rtc);
       const kbd = new I8042(() => end({ kind: "reset" }));
       this.pio.insert(PORTS.I8042_DATA, 1, kbd.data);
@@ -210,11 +225,29 @@ export class Machine {
           new DebugExit((status: number) => end({ kind: "exit-port", status })),
         );
       }
+      // Virtio devices take the PCI slots after the host bridge.
+      this.virtio = attachVirtioDevices(this);
       this.vcpu = this.vm.createVcpu(0, this.boot.state);
     } catch (e) {
+      (this as { virtio?: VirtioDevices }).virtio?.close();
       this.vm.close();
       throw e;
     }
+  }
+
+  /** Wraps a timed device's registers so any access marks the timers dirty. */
+  #timedPort(device: BusDevice): BusDevice {
+    return {
+      name: device.name,
+      read: (offset, data) => {
+        device.read(offset, data);
+        this.timersDirty = true;
+      },
+      write: (offset, data) => {
+        device.write(offset, data);
+        this.timersDirty = true;
+      },
+    };
   }
 
   /** The interrupt line `irq`: our PIC, or the in-kernel irqchip. */
@@ -238,6 +271,7 @@ export class Machine {
 
   close(): void {
     try {
+      this.virtio.close();
       this.vcpu.close();
     } finally {
       this.vm.close();

@@ -33,6 +33,7 @@ function loop(m: Machine, control: VcpuControl): Outcome {
   const vcpu = m.vcpu;
   const pic = m.pic;
   const accept = (bytes: Uint8Array) => m.uart.receive(bytes);
+  let deadlineNs = -Infinity;
   control.activity = Activity.IN_VMM;
   for (;;) {
     const command = control.command;
@@ -42,7 +43,13 @@ function loop(m: Machine, control: VcpuControl): Outcome {
       continue;
     }
     control.drainInput(accept);
-    m.pollTimers();
+    const now = m.clock.nowNs();
+    if (m.timersDirty || now >= deadlineNs) {
+      m.timersDirty = false;
+      m.pollTimers(now);
+      deadlineNs = m.nextDeadlineNs();
+      control.publishDeadline(deadlineNs / 1e6);
+    }
     if (m.outcome) return m.outcome;
     if (pic) {
       if (pic.hasInterrupt()) {
@@ -56,7 +63,6 @@ function loop(m: Machine, control: VcpuControl): Outcome {
         vcpu.requestInterruptWindow(false);
       }
     }
-    control.publishDeadline(m.nextDeadlineNs() / 1e6);
     const exit = vcpu.run();
     const action = handleExit(exit, m);
     switch (action.action) {
