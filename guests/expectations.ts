@@ -229,3 +229,49 @@ export function expectationLabel(expectation: GuestExpectation): string {
     ? expectation.name
     : `${expectation.name} ${expectation.cmdline}`;
 }
+
+/** A virtio guest run: like {@link GuestExpectation}, with a label (one guest runs in several modes). */
+export interface VirtioGuestExpectation extends GuestExpectation {
+  label: string;
+}
+
+function virtioBlkLines(mode: "legacy" | "modern"): string[] {
+  return [
+    "virtio-blk guest",
+    `interface=${mode}`,
+    "capacity=128",
+    "sector0=host sector zero",
+    "write status=00",
+    "flush status=00",
+    "readback ok",
+    "past-end status=01",
+    "unknown status=02",
+    "id=vmmctl-0",
+    "isr=01 then 00",
+    "virtio-blk ok",
+  ];
+}
+
+/**
+ * The virtio guests (tests/virtio_guests_test.ts runs them with a 128-sector
+ * raw disk whose sector 0 starts with "host sector zero"). They need
+ * vmmctl's virtio devices, so they are not in GUEST_EXPECTATIONS (QEMU's pc
+ * machine and the plain KVM runs have no such disk).
+ */
+export const VIRTIO_GUEST_EXPECTATIONS: readonly VirtioGuestExpectation[] = [
+  {
+    label: "virtio_blk legacy",
+    name: "virtio_blk",
+    status: debugExitStatus(0x20),
+    end: { kind: "debug-exit", value: 0x20 },
+    lines: virtioBlkLines("legacy"),
+  },
+  {
+    label: "virtio_blk modern",
+    name: "virtio_blk",
+    cmdline: "modern=1",
+    status: debugExitStatus(0x20),
+    end: { kind: "debug-exit", value: 0x20 },
+    lines: virtioBlkLines("modern"),
+  },
+];

@@ -19,6 +19,7 @@ export const GUEST_NAMES: readonly string[] = [
   "serial",
   "timer",
   "triple",
+  "virtio_blk",
 ];
 
 /**

@@ -6,7 +6,7 @@
  */
 
 import type { AccelChoice } from "../accel/select.ts";
-import type { VmConfig } from "../config/schema.ts";
+import type { DiskConfig, InterfaceConfig, VmConfig } from "../config/schema.ts";
 import { VmHost } from "../machine/host.ts";
 import { exitStatus, type Outcome } from "../machine/machine.ts";
 
@@ -45,6 +45,10 @@ export interface BootOptions {
   timeoutMs?: number;
   /** Called once the vCPU is running, with the host (pause/resume/input tests). */
   onStarted?: (host: VmHost) => void;
+  /** Virtio disks (default none). */
+  disks?: DiskConfig[];
+  /** Virtio network interfaces (default none). */
+  interfaces?: InterfaceConfig[];
 }
 
 /** A VmConfig for a test guest. */
@@ -58,8 +62,8 @@ export function guestConfig(o: BootOptions): VmConfig {
       irqchip: o.irqchip ?? "user",
     },
     boot: { kernel: o.kernel, cmdline: o.cmdline ?? "" },
-    disks: [],
-    interfaces: [],
+    disks: o.disks ?? [],
+    interfaces: o.interfaces ?? [],
     console: { serial: "none" },
     debug: { exitPort: o.exitPort === null ? undefined : o.exitPort ?? 0xf4 },
   };

@@ -1,0 +1,184 @@
+/**
+ * Puts the machine's virtio devices on PCI: an entropy source, one block
+ * device per `[[disk]]`, one network card per `[[interface]]` and OpenBSD's
+ * VMM control device, in vmd's order.
+ *
+ * We have no firmware, so the BARs are pre-assigned: legacy I/O BARs at
+ * 0xC000 + 0x100 x n, modern memory BARs at PCI_MMIO_BASE + 16 KiB x n;
+ * interrupts are INTA routed round-robin to ISA IRQs 5, 9, 10, 11, set
+ * level-triggered in the ELCR.
+ *
+ * @module
+ */
+
+import type { VmConfig } from "../../config/schema.ts";
+import type { Bus } from "../../machine/bus.ts";
+import type { GuestMemory } from "../../machine/guest_memory.ts";
+import { PCI_MMIO_BASE } from "../../machine/layout.ts";
+import type { Clock, IrqLine, TimedDevice } from "../device.ts";
+import type { PciHost } from "../pci.ts";
+import type { Pic8259Pair } from "../pic8259.ts";
+import { openDiskImage } from "../../disk/image.ts";
+import { VirtioBlk } from "./blk.ts";
+import { MODERN_BAR_BYTES, VirtioPciDevice } from "./pci_transport.ts";
+import { VirtioRng } from "./rng.ts";
+import type { VirtioBackend } from "./virtio.ts";
+import { Vmmci } from "./vmmci.ts";
+import { VirtioNet } from "./net.ts";
+import { openTap } from "../../net/tap.ts";
+import { macForInterface } from "./net.ts";
+
+/** First port of the legacy I/O BARs. */
+export const VIRTIO_IO_BASE = 0xc000;
+/** Port stride between two devices' legacy BARs. */
+export const VIRTIO_IO_STRIDE = 0x100;
+/** The ISA IRQs PCI interrupts are routed to, round-robin. */
+export const VIRTIO_IRQS: readonly number[] = [5, 9, 10, 11];
+
+/** What of the machine the virtio devices need. */
+export interface VirtioHostMachine {
+  readonly config: VmConfig;
+  readonly pio: Bus;
+  readonly mmio: Bus;
+  readonly pci: PciHost;
+  readonly vm: { readonly memory: GuestMemory };
+  readonly pic?: Pic8259Pair;
+  readonly timed: TimedDevice[];
+  readonly clock: Clock;
+  irq(irq: number): IrqLine;
+}
+
+/** The attached devices. */
+export class VirtioDevices {
+  /** Every virtio PCI function, in slot order. */
+  readonly all: VirtioPciDevice[] = [];
+  readonly blks: VirtioBlk[] = [];
+  readonly nets: VirtioNet[] = [];
+  rng?: VirtioRng;
+  vmmci?: Vmmci;
+
+  /** Closes disk images and tap devices (flushing disks). Errors are collected, then thrown. */
+  close(): void {
+    const errors: unknown[] = [];
+    for (const d of this.all) {
+      try {
+        d.close();
+      } catch (e) {
+        errors.push(e);
+      }
+    }
+    this.all.length = 0;
+    if (errors.length === 1) throw errors[0];
+    if (errors.length > 1) throw new AggregateError(errors, "Closing virtio devices failed");
+  }
+}
+
+/** Options of {@link attachVirtioDevices}. */
+export interface AttachOptions {
+  /** Attach the entropy device (default true). */
+  rng?: boolean;
+  /** Attach the VMM control device (default true). */
+  vmmci?: boolean;
+}
+
+/**
+ * Creates and wires every virtio device `machine.config` asks for. Throws
+ * (after closing what it opened) when a disk or tap cannot be opened.
+ */
+export function attachVirtioDevices(
+  machine: VirtioHostMachine,
+  options: AttachOptions = {},
+): VirtioDevices {
+  const devices = new VirtioDevices();
+  const mem = machine.vm.memory;
+  const add = (
+    backend: VirtioBackend,
+    ids?: ConstructorParameters<typeof VirtioPciDevice>[1]["ids"],
+  ) => {
+    const n = devices.all.length;
+    const slot = machine.pci.freeSlot();
+    if (slot === undefined) {
+      backend.close?.();
+      throw new Error(`No free PCI slot for "${backend.name}"`);
+    }
+    const irqNumber = VIRTIO_IRQS[n % VIRTIO_IRQS.length];
+    setLevelTriggered(machine, irqNumber);
+    const dev = new VirtioPciDevice(backend, {
+      mem,
+      irq: machine.irq(irqNumber),
+      irqNumber,
+      ids,
+    });
+    dev.attach(
+      machine.pio,
+      machine.mmio,
+      VIRTIO_IO_BASE + VIRTIO_IO_STRIDE * n,
+      PCI_MMIO_BASE + MODERN_BAR_BYTES * n,
+    );
+    machine.pci.addDevice(slot, dev);
+    machine.timed.push(dev);
+    devices.all.push(dev);
+    return dev;
+  };
+  try {
+    if (options.rng ?? true) {
+      devices.rng = new VirtioRng();
+      add(devices.rng);
+    }
+    machine.config.disks.forEach((disk, i) => {
+      let image;
+      try {
+        image = openDiskImage(disk.path, { format: disk.format, readonly: disk.readonly });
+      } catch (e) {
+        throw new Error(
+          `Cannot attach disk ${i} "${disk.path}": ${e instanceof Error ? e.message : e}`,
+          { cause: e },
+        );
+      }
+      const blk = new VirtioBlk(image, { index: i });
+      devices.blks.push(blk);
+      add(blk);
+    });
+    machine.config.interfaces.forEach((itf, i) => {
+      let tap;
+      try {
+        tap = openTap(itf.tap);
+      } catch (e) {
+        throw new Error(
+          `Cannot attach interface ${i} (tap "${itf.tap}"): ${e instanceof Error ? e.message : e}`,
+          { cause: e },
+        );
+      }
+      const net = new VirtioNet(tap, {
+        index: i,
+        mac: macForInterface(machine.config.vm.name, i, itf.lladdr),
+        clock: machine.clock,
+      });
+      devices.nets.push(net);
+      add(net);
+    });
+    if (options.vmmci ?? true) {
+      devices.vmmci = new Vmmci({ clock: () => Date.now() });
+      const dev = add(devices.vmmci, Vmmci.PCI_IDS);
+      devices.vmmci.bind(dev);
+    }
+  } catch (e) {
+    try {
+      devices.close();
+    } catch {
+      // the first error is the one to report
+    }
+    throw e;
+  }
+  return devices;
+}
+
+/** Programs the ELCR so `irq` is level-triggered (our PIC only; the in-kernel one keeps edge). */
+function setLevelTriggered(machine: VirtioHostMachine, irq: number): void {
+  const elcr = machine.pic?.elcr;
+  if (!elcr) return;
+  const data = new Uint8Array(1);
+  elcr.read(irq >> 3, data);
+  data[0] |= 1 << (irq & 7);
+  elcr.write(irq >> 3, data);
+}
