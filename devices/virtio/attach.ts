@@ -45,6 +45,8 @@ export interface VirtioHostMachine {
   readonly pic?: Pic8259Pair;
   readonly timed: TimedDevice[];
   readonly clock: Clock;
+  /** Set to make the run loop poll the timed devices before the next guest entry. */
+  timersDirty: boolean;
   irq(irq: number): IrqLine;
 }
 
@@ -108,6 +110,9 @@ export function attachVirtioDevices(
       irq: machine.irq(irqNumber),
       irqNumber,
       ids,
+      onDeadlineChange: () => {
+        machine.timersDirty = true;
+      },
     });
     dev.attach(
       machine.pio,

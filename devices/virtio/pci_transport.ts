@@ -83,8 +83,8 @@ import {
 
 /** PCI vendor ID of virtio devices (Red Hat / Qumranet). */
 export const VIRTIO_PCI_VENDOR_ID = 0x1af4;
-/** Transitional device IDs start here (0x1000 + device type - 1 for net/blk/...). */
-export const VIRTIO_PCI_TRANSITIONAL_BASE = 0x1000;
+/** Modern-only device IDs are this plus the device type (types without a transitional ID). */
+export const VIRTIO_PCI_MODERN_BASE = 0x1040;
 
 /** Legacy register offsets (BAR0). */
 export const VIRTIO_PCI_HOST_FEATURES = 0x00;
@@ -200,7 +200,23 @@ export interface VirtioPciOptions {
   modern?: boolean;
   requestsPerPass?: number;
   log?: RateLimitedLog;
+  /**
+   * Called when the device's deadline may have moved (a notify, DRIVER_OK,
+   * reset): the run loop caches deadlines and must poll us again.
+   */
+  onDeadlineChange?: () => void;
 }
+
+/** Transitional PCI device IDs by virtio device type (virtio 1.x 4.1.2.1). */
+export const TRANSITIONAL_DEVICE_IDS: Readonly<Record<number, number>> = {
+  1: 0x1000, // net
+  2: 0x1001, // block
+  5: 0x1002, // balloon
+  3: 0x1003, // console
+  8: 0x1004, // SCSI host
+  4: 0x1005, // entropy
+  9: 0x1009, // 9P transport
+};
 
 const CLASS_BY_TYPE: Record<number, number> = {
   1: 0x020000, // network controller, Ethernet
@@ -227,6 +243,7 @@ export class VirtioPciDevice implements PciDevice, TimedDevice {
   readonly #irq: IrqLine;
   readonly #log: RateLimitedLog;
   readonly #perPass: number;
+  readonly #onDeadlineChange: () => void;
   readonly #offered: bigint;
   #status = 0;
   #isr = 0;
@@ -246,12 +263,13 @@ export class VirtioPciDevice implements PciDevice, TimedDevice {
     this.#irq = options.irq;
     this.#log = options.log ?? guestLog;
     this.#perPass = options.requestsPerPass ?? DEFAULT_REQUESTS_PER_PASS;
+    this.#onDeadlineChange = options.onDeadlineChange ?? (() => {});
     this.#offered = backend.features | featureBit(VIRTIO_F_VERSION_1);
     this.queues = backend.queueSizes.map((n) => new Virtqueue(n));
     const type = backend.deviceType;
     const ids: VirtioPciIds = {
       vendorId: VIRTIO_PCI_VENDOR_ID,
-      deviceId: VIRTIO_PCI_TRANSITIONAL_BASE + type - 1,
+      deviceId: TRANSITIONAL_DEVICE_IDS[type] ?? VIRTIO_PCI_MODERN_BASE + type,
       subsystemVendorId: VIRTIO_PCI_VENDOR_ID,
       subsystemId: type,
       classCode: CLASS_BY_TYPE[type] ?? 0xff0000,
@@ -510,6 +528,7 @@ export class VirtioPciDevice implements PciDevice, TimedDevice {
       if (this.queues[i].active) this.#pending.add(i);
     }
     this.#servePending();
+    this.#onDeadlineChange();
   }
 
   #maybeInterrupt(index: number): void {
@@ -534,6 +553,7 @@ export class VirtioPciDevice implements PciDevice, TimedDevice {
     if (!this.#ctx || !this.queues[index].active) return;
     this.#pending.add(index);
     this.#serve(index);
+    this.#onDeadlineChange();
   }
 
   /** Serves one pass of queue `index`; keeps it pending when work is left. */
