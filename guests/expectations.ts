@@ -275,3 +275,29 @@ export const VIRTIO_GUEST_EXPECTATIONS: readonly VirtioGuestExpectation[] = [
     lines: virtioBlkLines("modern"),
   },
 ];
+
+/** What virtio_hostile prints (tests/virtio_guests_test.ts, same disk as virtio_blk). */
+export const VIRTIO_HOSTILE_EXPECTATION: VirtioGuestExpectation = {
+  label: "virtio_hostile",
+  name: "virtio_hostile",
+  status: debugExitStatus(0x21),
+  end: { kind: "debug-exit", value: 0x21 },
+  lines: [
+    "virtio hostile guest",
+    "loop: needs-reset",
+    "head out of range: needs-reset",
+    "next out of range: needs-reset",
+    "buffer outside RAM: needs-reset",
+    "avail index jump: needs-reset",
+    "nested indirect: needs-reset",
+    "indirect length 24: needs-reset",
+    "pfn after DRIVER_OK: ignored",
+    "read after pfn write: status=00",
+    "short header: used=0 status=07",
+    "no status byte: used=0 status=07",
+    "unknown type: status=02",
+    "notify queue 9 status=07",
+    "final read: host sector zero",
+    "hostile ok",
+  ],
+};

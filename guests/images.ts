@@ -20,6 +20,7 @@ export const GUEST_NAMES: readonly string[] = [
   "timer",
   "triple",
   "virtio_blk",
+  "virtio_hostile",
 ];
 
 /**

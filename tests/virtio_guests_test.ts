@@ -6,7 +6,8 @@
  */
 import assert from "node:assert/strict";
 import { compareSerial } from "../guests/expectations.ts";
-import { VIRTIO_GUEST_EXPECTATIONS } from "../guests/expectations.ts";
+import { VIRTIO_GUEST_EXPECTATIONS, VIRTIO_HOSTILE_EXPECTATION } from "../guests/expectations.ts";
+import { createDiskImage } from "../disk/create.ts";
 import { guestPath } from "../guests/images.ts";
 import { bootGuest, kvmAvailable, NO_KVM_MESSAGE } from "./boot.ts";
 
@@ -64,3 +65,88 @@ for (const [mode, cmdline, k] of [["legacy", "", 0x11], ["modern", "modern=1", 0
     },
   });
 }
+
+Deno.test({
+  name: "virtio guest: a hostile guest breaks the queues, the VMM survives, a reset device works",
+  ignore,
+  async fn() {
+    const image = await makeRawImage();
+    try {
+      const r = await bootGuest({
+        kernel: guestPath("virtio_hostile"),
+        disks: [{ path: image, format: "raw", readonly: false }],
+        timeoutMs: 30_000,
+      });
+      const e = VIRTIO_HOSTILE_EXPECTATION;
+      const diff = compareSerial(e.lines, r.serial);
+      assert.equal(diff, undefined, `${diff}\n--- serial ---\n${r.serial}`);
+      assert.equal(r.status, e.status, JSON.stringify(r.outcome));
+      const bytes = await Deno.readFile(image);
+      assert.ok(bytes.subarray(SECTOR).every((b) => b === 0), "no stray writes");
+    } finally {
+      await Deno.remove(image);
+    }
+  },
+});
+
+Deno.test({
+  name: "virtio guest: data flushed before the VMM is SIGKILLed is in the qcow2 image",
+  ignore,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "vmmctl-crash-" });
+    try {
+      const image = `${dir}/disk.qcow2`;
+      createDiskImage(image, { format: "qcow2", sizeBytes: DISK_SECTORS * SECTOR });
+      const consolePath = `${dir}/console.log`;
+      const cfg = `${dir}/vm.toml`;
+      await Deno.writeTextFile(
+        cfg,
+        [
+          "[vm]",
+          'name = "crash"',
+          'memory = "64M"',
+          "[boot]",
+          `kernel = ${JSON.stringify(guestPath("virtio_blk"))}`,
+          'cmdline = "crash=1"',
+          "[[disk]]",
+          `path = ${JSON.stringify(image)}`,
+          'format = "qcow2"',
+          "[console]",
+          `serial = ${JSON.stringify(`file:${consolePath}`)}`,
+        ].join("\n") + "\n",
+      );
+      const main = new URL("../main.ts", import.meta.url).pathname;
+      const child = new Deno.Command(Deno.execPath(), {
+        args: ["run", "--allow-all", main, "up", cfg],
+        stdin: "null",
+        stdout: "piped",
+        stderr: "piped",
+      }).spawn();
+      let serial = "";
+      const deadline = Date.now() + 30_000;
+      while (!serial.includes("flushed") && !serial.includes("FAIL") && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 50));
+        serial = await Deno.readTextFile(consolePath).catch(() => "");
+      }
+      child.kill("SIGKILL");
+      const status = await child.output();
+      assert.ok(
+        serial.includes("flushed"),
+        `guest never flushed:\n${serial}\n${new TextDecoder().decode(status.stderr)}`,
+      );
+      assert.equal(status.signal, "SIGKILL", "the VMM was killed, not finished");
+      // qemu-img reads the image: an oracle for the qcow2 metadata we flushed.
+      const check = await new Deno.Command("qemu-img", { args: ["check", image] }).output();
+      assert.equal(check.code, 0, new TextDecoder().decode(check.stdout));
+      const rawPath = `${dir}/out.raw`;
+      const convert = await new Deno.Command("qemu-img", {
+        args: ["convert", "-f", "qcow2", "-O", "raw", image, rawPath],
+      }).output();
+      assert.equal(convert.code, 0, new TextDecoder().decode(convert.stderr));
+      const bytes = await Deno.readFile(rawPath);
+      assert.deepEqual(bytes.subarray(2 * SECTOR, 3 * SECTOR), pattern(0x33));
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
