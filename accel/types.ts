@@ -142,6 +142,8 @@ export interface Vcpu {
   injectInterrupt(vector: number): void;
   /** Asks for an `interrupt-window` exit as soon as the guest can take an interrupt. */
   requestInterruptWindow(wanted: boolean): void;
+  /** " at RIP 0x... (CS base 0x...): <bytes>" for reports; "" when unavailable. */
+  describeLocation?(): string;
   /**
    * What another thread needs to kick this vCPU out of `run()` (see
    * {@link Accel.kick}); structured-clonable.

@@ -1,3 +1,4 @@
+import { debianKernel, LINUX_TESTS_ENABLED } from "../tests/debian_kernel.ts";
 import assert from "node:assert/strict";
 import { GuestMemory } from "../machine/guest_memory.ts";
 import { type E820Entry, memoryLayout, MiB } from "../machine/layout.ts";
@@ -216,37 +217,14 @@ Deno.test("bzImage errors: old protocol, zImage, long cmdline, big initrd, big k
 
 // ---- Opt-in: a real Debian cloud kernel (VMMCTL_TEST_LINUX=1; downloads with apt-get) ----
 
-function sh(cmd: string, args: string[], cwd?: string): string {
-  const out = new Deno.Command(cmd, { args, cwd, stdout: "piped", stderr: "piped" }).outputSync();
-  if (!out.success) {
-    throw new Error(`${cmd} ${args.join(" ")} failed: ${new TextDecoder().decode(out.stderr)}`);
-  }
-  return new TextDecoder().decode(out.stdout);
-}
-
 Deno.test({
   name: "real Debian linux-image-*-cloud-amd64 bzImage parses and loads into 256M",
-  ignore: Deno.env.get("VMMCTL_TEST_LINUX") !== "1",
+  ignore: !LINUX_TESTS_ENABLED,
   fn() {
-    const deps = sh("apt-cache", ["depends", "linux-image-cloud-amd64"]);
-    const pkg = deps.match(/Depends: (linux-image-[0-9][^\s]*-cloud-amd64)/)?.[1];
-    assert.ok(pkg, `no linux-image-*-cloud-amd64 dependency (run apt-get update?):\n${deps}`);
-    const cache = Deno.env.get("VMMCTL_TEST_CACHE") ?? "/tmp/vmmctl-test-cache";
-    Deno.mkdirSync(cache, { recursive: true });
-    let deb = [...Deno.readDirSync(cache)].find((e) => e.name.startsWith(`${pkg}_`))?.name;
-    if (!deb) {
-      sh("apt-get", ["download", pkg], cache);
-      deb = [...Deno.readDirSync(cache)].find((e) => e.name.startsWith(`${pkg}_`))?.name;
-    }
-    assert.ok(deb, `apt-get download ${pkg} left no .deb in ${cache}`);
-    const root = Deno.makeTempDirSync({ prefix: "vmmctl-linux-" });
-    try {
-      sh("dpkg-deb", ["-x", `${cache}/${deb}`, root]);
-      const vmlinuz = [...Deno.readDirSync(`${root}/boot`)].find((e) =>
-        e.name.startsWith("vmlinuz-")
-      );
-      assert.ok(vmlinuz, "no /boot/vmlinuz-* in the package");
-      const data = Deno.readFileSync(`${root}/boot/${vmlinuz.name}`);
+    const path = debianKernel();
+    const vmlinuz = { name: path.split("/").pop()! };
+    {
+      const data = Deno.readFileSync(path);
       assert.equal(detectKernelFormat(data), "bzimage");
       const hdr = parseBzImage(data);
       assert.ok(hdr.version >= 0x020f, `protocol ${hdr.version.toString(16)}`);
@@ -274,8 +252,6 @@ Deno.test({
         "setup header copied",
       );
       console.log(`${vmlinuz.name}: ${r.summary}`);
-    } finally {
-      Deno.removeSync(root, { recursive: true });
     }
   },
 });

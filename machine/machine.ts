@@ -60,7 +60,8 @@ export type Outcome =
   | { kind: "reset" }
   | { kind: "triple-fault"; detail: string }
   | { kind: "halted"; detail: string }
-  | { kind: "stopped" }
+  /** Stopped by the host; `detail` says where the guest was. */
+  | { kind: "stopped"; detail?: string }
   | { kind: "failed"; reason: string };
 
 /** The process exit status for an outcome (see README: exit statuses). */
@@ -95,7 +96,7 @@ export function describeOutcome(o: Outcome): string {
     case "halted":
       return `guest halted with interrupts disabled${o.detail ? ": " + o.detail : ""}`;
     case "stopped":
-      return "VM stopped";
+      return `VM stopped${o.detail ? `; the guest was${o.detail}` : ""}`;
     case "failed":
       return `VM failed: ${o.reason}`;
   }

@@ -37,7 +37,9 @@ function loop(m: Machine, control: VcpuControl): Outcome {
   control.activity = Activity.IN_VMM;
   for (;;) {
     const command = control.command;
-    if (command === Command.STOP) return { kind: "stopped" };
+    if (command === Command.STOP) {
+      return { kind: "stopped", detail: m.vcpu.describeLocation?.() };
+    }
     if (command === Command.PAUSE) {
       pause(m, control);
       continue;

@@ -456,7 +456,7 @@ export class KvmVcpu extends VcpuBase implements Vcpu {
           kind: "fail",
           raw: reason,
           reason: `KVM_EXIT_FAIL_ENTRY: the CPU refused to enter the guest ` +
-            `(hardware reason 0x${hw.toString(16)})${this.#whereAmI()}`,
+            `(hardware reason 0x${hw.toString(16)})${this.describeLocation()}`,
         };
       }
       case abi.KVM_EXIT_INTERNAL_ERROR: {
@@ -465,20 +465,22 @@ export class KvmVcpu extends VcpuBase implements Vcpu {
         return {
           kind: "fail",
           raw: reason,
-          reason: `KVM_EXIT_INTERNAL_ERROR (${what})${this.#whereAmI()}`,
+          reason: `KVM_EXIT_INTERNAL_ERROR (${what})${this.describeLocation()}`,
         };
       }
       default:
         return {
           kind: "fail",
           raw: reason,
-          reason: `unexpected KVM exit ${abi.kvmExitName(reason)} (${reason})${this.#whereAmI()}`,
+          reason: `unexpected KVM exit ${
+            abi.kvmExitName(reason)
+          } (${reason})${this.describeLocation()}`,
         };
     }
   }
 
   /** " at RIP 0x...: 0f 01 ..." — the bytes at the guest's RIP, for failure reports. */
-  #whereAmI(): string {
+  describeLocation(): string {
     try {
       const regs = this.getRegisters();
       const sregs = this.getSpecialRegisters();
