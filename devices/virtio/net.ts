@@ -174,9 +174,10 @@ export class VirtioNet implements VirtioBackend {
       }
       return false;
     }
-    this.#nextPollNs = 0;
     this.#intervalNs = VIRTIO_NET_POLL_MIN_NS;
-    return this.#receive(queue, ctx);
+    const more = this.#receive(queue, ctx);
+    this.#nextPollNs = more ? 0 : this.#clock.nowNs() + this.#intervalNs;
+    return more;
   }
 
   /**
@@ -186,10 +187,15 @@ export class VirtioNet implements VirtioBackend {
   #receive(queue: Virtqueue, ctx: VirtioDeviceContext): boolean {
     let delivered = 0;
     while (delivered < VIRTIO_NET_RX_PER_POLL) {
-      if (queue.pending() === 0) break; // back-pressure: leave frames in the tap
+      // Back-pressure: without a posted buffer the frames stay in the tap.
+      // The chain is taken first so a broken one costs no frame.
+      const chain = queue.pop();
+      if (!chain) break;
       const length = this.tap.read(this.#frame);
-      if (length === undefined) break;
-      const chain = queue.pop()!;
+      if (length === undefined) {
+        queue.unpop();
+        break;
+      }
       const header = new Uint8Array(this.#headerBytes);
       if (this.#headerBytes === VIRTIO_NET_HDR_BYTES) header[10] = 1; // num_buffers
       if (chain.writableBytes < this.#headerBytes + length) {

@@ -310,6 +310,9 @@ export class Virtqueue {
   /** Puts the last popped chain back (a device that could not serve it yet, e.g. net RX). */
   unpop(): void {
     this.#lastAvail = (this.#lastAvail - 1) & 0xffff;
+    if (this.#features.eventIdx) {
+      this.#memory().writeU16(this.usedGpa + 4 + 8 * this.size, this.#lastAvail);
+    }
   }
 
   #walk(mem: GuestMemory, head: number): DescriptorChain {
