@@ -7,6 +7,7 @@
 
 import { checkCommand } from "./check.ts";
 import { upCommand } from "./up.ts";
+import { createCommand } from "./create.ts";
 import {
   type Command,
   commandHelp,
@@ -21,7 +22,7 @@ import {
 export const VERSION = "0.1.0";
 
 /** Every subcommand, in help order. */
-export const COMMANDS: readonly Command[] = [upCommand, checkCommand];
+export const COMMANDS: readonly Command[] = [upCommand, checkCommand, createCommand];
 
 /** The overview printed by `vmmctl --help`. */
 export function overviewHelp(): string {
