@@ -84,7 +84,8 @@ export class FdTap implements TapDevice {
       this.#libc.write(this.#fd, frame);
       return true;
     } catch (e) {
-      if (isWouldBlock(e)) return false;
+      // Full (EAGAIN) or down (EIO): the frame is lost, as on a real wire.
+      if (e instanceof SyscallError) return false;
       throw e;
     }
   }
