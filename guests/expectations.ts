@@ -301,3 +301,12 @@ export const VIRTIO_HOSTILE_EXPECTATION: VirtioGuestExpectation = {
     "hostile ok",
   ],
 };
+
+/** What virtio_net prints with lladdr fe:e1:ba:d0:00:02 and a namespace answering at 10.77.0.1. */
+export const VIRTIO_NET_EXPECTATION: VirtioGuestExpectation = {
+  label: "virtio_net",
+  name: "virtio_net",
+  status: debugExitStatus(0x22),
+  end: { kind: "debug-exit", value: 0x22 },
+  lines: ["virtio-net guest", "mac=fe:e1:ba:d0:00:02", "arp reply from 10.77.0.1", "virtio-net ok"],
+};

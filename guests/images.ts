@@ -23,6 +23,7 @@ export const GUEST_NAMES: readonly string[] = [
   "triple",
   "virtio_blk",
   "virtio_hostile",
+  "virtio_net",
 ];
 
 /**

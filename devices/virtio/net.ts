@@ -160,7 +160,7 @@ export class VirtioNet implements VirtioBackend {
     const frame = new Uint8Array(length);
     chain.read(this.#headerBytes, frame);
     if (this.tap.write(frame)) this.txFrames++;
-    else this.#log.log(`${this.name}: tap "${this.tap.name}" is full; frame dropped`);
+    else this.#log.log(`${this.name}: tap "${this.tap.name}" is full or down; frame dropped`);
     return 0;
   }
 
