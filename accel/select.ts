@@ -7,6 +7,8 @@
 import type { Libc } from "../ffi/libc.ts";
 import type { Accel } from "./types.ts";
 import { KvmAccel } from "./kvm/kvm.ts";
+import { OpenbsdAccel } from "./openbsd/vmm.ts";
+import { VmmOnKvmLibc } from "./openbsd/emulation/vmm_on_kvm.ts";
 
 /** The accelerator names a config or `--accel` may use. */
 export type AccelChoice = "auto" | "kvm" | "openbsd" | "openbsd-on-kvm";
@@ -30,7 +32,18 @@ export function createAccel(choice: AccelChoice, libc: Libc): Accel {
       }
       return new KvmAccel(libc);
     case "openbsd":
+      if ((Deno.build.os as string) !== "openbsd") {
+        throw new Error(
+          `accel "openbsd" needs OpenBSD; this host runs ${Deno.build.os} ` +
+            `(accel "openbsd-on-kvm" runs the same back-end over KVM, for testing)`,
+        );
+      }
+      return new OpenbsdAccel(libc);
     case "openbsd-on-kvm":
-      throw new Error(`accel "${which}" is not available in this build yet`);
+      // A testing aid: the OpenBSD back-end talking to vmm(4) as emulated on KVM.
+      if (Deno.build.os !== "linux") {
+        throw new Error(`accel "openbsd-on-kvm" needs Linux KVM; this host runs ${Deno.build.os}`);
+      }
+      return new OpenbsdAccel(new VmmOnKvmLibc(libc));
   }
 }

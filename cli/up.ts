@@ -14,6 +14,8 @@ import { describeOutcome, exitStatus, type Outcome } from "../machine/machine.ts
 import type { SerialTarget } from "../machine/serial_sink.ts";
 import { EscapeReader } from "./escape.ts";
 import { type Command, EXIT_FAILURE, UsageError } from "./command.ts";
+import { reportErrors, startManaged } from "./managed.ts";
+import { resolveRunDir, RUNDIR_FLAG } from "./rundir.ts";
 
 const ACCELS = ["auto", "kvm", "openbsd", "openbsd-on-kvm"];
 
@@ -28,13 +30,24 @@ export const upCommand: Command = {
     "3 when the VMM failed, 4 on a triple fault, 1 for an invalid config.",
   ].join("\n"),
   flags: {
-    accel: { type: "string", value: "ACCEL", description: `accelerator: ${ACCELS.join(" | ")}` },
+    accel: {
+      type: "string",
+      value: "ACCEL",
+      description: `accelerator: ${ACCELS.join(" | ")} (openbsd-on-kvm is a testing aid: ` +
+        `the OpenBSD vmm(4) back-end over an emulation of vmm(4) on Linux KVM)`,
+    },
     serial: {
       type: "string",
       value: "MODE",
       description: "override console.serial: stdio | none | file:PATH",
     },
     verbose: { type: "boolean", short: "v", description: "say what was loaded and how it ended" },
+    detach: {
+      type: "boolean",
+      short: "d",
+      description: "run the VM in the background like `start` (console on a pty)",
+    },
+    rundir: RUNDIR_FLAG,
   },
   async run(positionals, flags) {
     if (positionals.length > 1) throw new UsageError("up takes at most one FILE");
@@ -55,6 +68,14 @@ export const upCommand: Command = {
         return EXIT_FAILURE;
       }
       config = loaded.config;
+    }
+    if (flags.detach) {
+      const rundir = resolveRunDir(flags.rundir as string | undefined);
+      const demo = kernelImage !== undefined;
+      const vm: VmConfig = accel === undefined
+        ? config
+        : { ...config, vm: { ...config.vm, accel: accel as AccelChoice } };
+      return await reportErrors(async () => (await startManaged(vm, { rundir, demo }), 0));
     }
     const serial = serialTarget(config, flags.serial as string | undefined);
     const outcome = await boot(config, serial, {
