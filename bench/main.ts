@@ -8,12 +8,13 @@
  */
 
 import { parseArgs } from "node:util";
+import { benchBoot, benchStages } from "./boot.ts";
 import { benchExits, compileKvmLoop } from "./exits.ts";
 import { describeHost, firstLineOf, gitRevision, loadAverage } from "./host_info.ts";
 import { type BenchDocument, formatTable, type Row, skippedRow } from "./report.ts";
 
 /** The sections, in the order they run. */
-export const SECTIONS = ["exits"] as const;
+export const SECTIONS = ["exits", "boot", "stages"] as const;
 /** A section name. */
 export type Section = typeof SECTIONS[number];
 
@@ -24,17 +25,22 @@ export interface BenchPlan {
   reps: number;
   /** Exits per exit-benchmark run. */
   exitCount: number;
+  /** Runs of QEMU pc+KVM per guest (seconds each here). */
+  pcKvmReps: number;
 }
 
 /** The plan for a full or a `--quick` run (the quick one stays under 2 minutes here). */
 export function benchPlan(quick: boolean): BenchPlan {
-  return quick ? { quick, reps: 3, exitCount: 20_000 } : { quick, reps: 7, exitCount: 200_000 };
+  return quick
+    ? { quick, reps: 3, exitCount: 20_000, pcKvmReps: 0 }
+    : { quick, reps: 7, exitCount: 200_000, pcKvmReps: 3 };
 }
 
 /** What a section gets. */
 export interface SectionContext {
   plan: BenchPlan;
   tempDir: string;
+  qemuInstalled: boolean;
   log: (line: string) => void;
 }
 
@@ -49,6 +55,16 @@ async function runSection(name: Section, ctx: SectionContext): Promise<Row[]> {
         extraAccels: ["openbsd-on-kvm"],
         log: ctx.log,
       });
+    case "boot":
+      return benchBoot({
+        reps: ctx.plan.reps,
+        pcKvmReps: ctx.plan.pcKvmReps,
+        tempDir: ctx.tempDir,
+        qemuInstalled: ctx.qemuInstalled,
+        log: ctx.log,
+      });
+    case "stages":
+      return benchStages({ reps: ctx.plan.reps, tempDir: ctx.tempDir });
   }
 }
 
@@ -118,7 +134,7 @@ export async function main(args: string[]): Promise<number> {
       log(`[${s}]`);
       const t0 = performance.now();
       try {
-        rows.push(...await runSection(s, { plan, tempDir, log }));
+        rows.push(...await runSection(s, { plan, tempDir, log, qemuInstalled: qemu !== null }));
       } catch (e) {
         // One broken section must not cost the others' figures.
         const why = e instanceof Error ? e.stack ?? e.message : String(e);
