@@ -9,12 +9,24 @@
 
 import { parseArgs } from "node:util";
 import { benchBoot, benchStages } from "./boot.ts";
+import { benchCompute } from "./compute.ts";
+import { benchDensity } from "./density.ts";
 import { benchExits, compileKvmLoop } from "./exits.ts";
+import { benchMemory } from "./memory.ts";
+import { benchBlockIo } from "./blockio.ts";
 import { describeHost, firstLineOf, gitRevision, loadAverage } from "./host_info.ts";
 import { type BenchDocument, formatTable, type Row, skippedRow } from "./report.ts";
 
 /** The sections, in the order they run. */
-export const SECTIONS = ["exits", "boot", "stages"] as const;
+export const SECTIONS = [
+  "exits",
+  "boot",
+  "stages",
+  "compute",
+  "memory",
+  "density",
+  "blockio",
+] as const;
 /** A section name. */
 export type Section = typeof SECTIONS[number];
 
@@ -27,13 +39,35 @@ export interface BenchPlan {
   exitCount: number;
   /** Runs of QEMU pc+KVM per guest (seconds each here). */
   pcKvmReps: number;
+  /** cpl3 loop iterations. */
+  computeIterations: number;
+  /** How long the idle guest idles before the memory reading. */
+  idleMs: number;
+  /** Length of one in-process density sample. */
+  densityWindowMs: number;
 }
 
 /** The plan for a full or a `--quick` run (the quick one stays under 2 minutes here). */
 export function benchPlan(quick: boolean): BenchPlan {
   return quick
-    ? { quick, reps: 3, exitCount: 20_000, pcKvmReps: 0 }
-    : { quick, reps: 7, exitCount: 200_000, pcKvmReps: 3 };
+    ? {
+      quick,
+      reps: 3,
+      exitCount: 20_000,
+      pcKvmReps: 0,
+      computeIterations: 200_000_000,
+      idleMs: 300,
+      densityWindowMs: 1000,
+    }
+    : {
+      quick,
+      reps: 7,
+      exitCount: 200_000,
+      pcKvmReps: 3,
+      computeIterations: 1_000_000_000,
+      idleMs: 2000,
+      densityWindowMs: 3000,
+    };
 }
 
 /** What a section gets. */
@@ -65,6 +99,36 @@ async function runSection(name: Section, ctx: SectionContext): Promise<Row[]> {
       });
     case "stages":
       return benchStages({ reps: ctx.plan.reps, tempDir: ctx.tempDir });
+    case "compute":
+      return benchCompute({
+        reps: ctx.plan.reps,
+        iterations: ctx.plan.computeIterations,
+        tempDir: ctx.tempDir,
+        qemuInstalled: ctx.qemuInstalled,
+        log: ctx.log,
+      });
+    case "memory":
+      return benchMemory({
+        reps: Math.min(ctx.plan.reps, 3),
+        idleMs: ctx.plan.idleMs,
+        flavours: !ctx.qemuInstalled
+          ? []
+          : ctx.plan.pcKvmReps > 0
+          ? ["microvm-kvm", "pc-kvm"]
+          : ["microvm-kvm"],
+        noQemu: ctx.qemuInstalled ? undefined : "QEMU skipped: qemu-system-x86_64 is not installed",
+        tempDir: ctx.tempDir,
+        log: ctx.log,
+      });
+    case "density":
+      return benchDensity({
+        reps: ctx.plan.reps,
+        windowMs: ctx.plan.densityWindowMs,
+        qemuInstalled: ctx.qemuInstalled,
+        log: ctx.log,
+      });
+    case "blockio":
+      return benchBlockIo();
   }
 }
 
