@@ -8,6 +8,21 @@
 import { checkCommand } from "./check.ts";
 import { upCommand } from "./up.ts";
 import { createCommand } from "./create.ts";
+import { startCommand } from "./start.ts";
+import { stopCommand } from "./stop.ts";
+import { showCommand, statusCommand } from "./status.ts";
+import { consoleCommand } from "./console.ts";
+import {
+  pauseCommand,
+  receiveCommand,
+  resetCommand,
+  sendCommand,
+  unpauseCommand,
+  waitCommand,
+} from "./vm_verbs.ts";
+import { logCommand } from "./log.ts";
+import { loadCommand, reloadCommand } from "./load.ts";
+import { runVmProcess, VM_PROCESS_COMMAND } from "./managed.ts";
 import {
   type Command,
   commandHelp,
@@ -22,7 +37,25 @@ import {
 export const VERSION = "0.1.0";
 
 /** Every subcommand, in help order. */
-export const COMMANDS: readonly Command[] = [upCommand, checkCommand, createCommand];
+export const COMMANDS: readonly Command[] = [
+  upCommand,
+  checkCommand,
+  createCommand,
+  startCommand,
+  stopCommand,
+  statusCommand,
+  showCommand,
+  consoleCommand,
+  pauseCommand,
+  unpauseCommand,
+  resetCommand,
+  waitCommand,
+  logCommand,
+  loadCommand,
+  reloadCommand,
+  sendCommand,
+  receiveCommand,
+];
 
 /** The overview printed by `vmmctl --help`. */
 export function overviewHelp(): string {
@@ -55,6 +88,8 @@ export async function main(argv: string[]): Promise<number> {
     console.log(`vmmctl ${VERSION}`);
     return 0;
   }
+  // The background process of a managed VM (started by `start`; not in the help).
+  if (name === VM_PROCESS_COMMAND) return await runVmProcess(rest);
   const command = COMMANDS.find((c) => c.name === name);
   if (!command) {
     console.error(`vmmctl: unknown command "${name}"; run \`vmmctl --help\` for the list`);

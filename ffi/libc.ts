@@ -15,7 +15,7 @@
  * @module
  */
 
-import { type ErrnoOs, IoctlError, SyscallError } from "./errno.ts";
+import { errnoName, type ErrnoOs, IoctlError, SyscallError } from "./errno.ts";
 
 /** A named ioctl request: the name is what error messages show. */
 export interface IoctlRequest {
@@ -328,5 +328,177 @@ class RealLibc implements Libc {
     const r = this.#signal(threadId, signal);
     if (r === -1) throw new SyscallError("tgkill", this.#errno(), this.os);
     if (r < 0) throw new SyscallError("pthread_kill", -r, this.os);
+  }
+}
+
+/**
+ * Process and terminal calls the managed-VM process needs (a separate, small
+ * interface so the back-ends' {@link Libc} and its fakes stay as they are).
+ */
+export interface ProcessLibc {
+  /** setsid(2): a new session without a controlling terminal; returns the session id. */
+  setsid(): number;
+  /** Whether process `pid` exists (kill(pid, 0): EPERM still means it exists). */
+  processExists(pid: number): boolean;
+  /** A new pseudo-terminal: the master fd (non-blocking) and the slave's path. */
+  openPty(): { masterFd: number; slavePath: string };
+  /** Opens `path` read-write without making it the controlling terminal. */
+  openTerminal(path: string): number;
+  /** Puts terminal `fd` in raw mode (cfmakeraw: no echo, no line editing, no CR/LF mapping). */
+  makeRaw(fd: number): void;
+  /** read(2) on a non-blocking fd: bytes read, 0 at end of file, -1 when nothing is waiting. */
+  readNonblocking(fd: number, buffer: Uint8Array): number;
+  /** write(2) on a non-blocking fd: bytes written, -1 when it would block. */
+  writeNonblocking(fd: number, buffer: Uint8Array): number;
+  /** Points this process's stdout and stderr at `path` (opened to append, created 0644). */
+  redirectOutput(path: string): void;
+  close(fd: number): void;
+}
+
+const PROCESS_SYMBOLS = {
+  setsid: { parameters: [], result: "i32" },
+  kill: { parameters: ["i32", "i32"], result: "i32" },
+  posix_openpt: { parameters: ["i32"], result: "i32" },
+  grantpt: { parameters: ["i32"], result: "i32" },
+  unlockpt: { parameters: ["i32"], result: "i32" },
+  ptsname: { parameters: ["i32"], result: "pointer" },
+  tcgetattr: { parameters: ["i32", "buffer"], result: "i32" },
+  tcsetattr: { parameters: ["i32", "i32", "buffer"], result: "i32" },
+  cfmakeraw: { parameters: ["buffer"], result: "void" },
+  dup2: { parameters: ["i32", "i32"], result: "i32" },
+  open: { parameters: ["buffer", "i32", "u32"], result: "i32" },
+  close: { parameters: ["i32"], result: "i32" },
+  read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  ioctl_ptr: { name: "ioctl", parameters: ["i32", "u64", "buffer"], result: "i32" },
+} as const;
+
+/** FIONBIO (set/clear non-blocking I/O): Linux asm-generic 0x5421; OpenBSD _IOW('f', 126, int). */
+const FIONBIO = { linux: 0x5421, openbsd: 0x8004667e } as const;
+/** O_APPEND (not in {@link LibcConstants}: only the log redirection needs it). */
+const O_APPEND = { linux: 0o2000, openbsd: 0x8 } as const;
+/** tcsetattr's "now" action (same value on both systems). */
+const TCSANOW = 0;
+/** Larger than struct termios on both systems (Linux glibc 60 bytes, OpenBSD 44). */
+const TERMIOS_BUFFER_BYTES = 256;
+
+let cachedProcess: ProcessLibc | undefined;
+
+/** The process/terminal calls of the real C library (opened once). */
+export function openProcessLibc(): ProcessLibc {
+  cachedProcess ??= new RealProcessLibc();
+  return cachedProcess;
+}
+
+class RealProcessLibc implements ProcessLibc {
+  readonly #os: ErrnoOs;
+  readonly #consts: LibcConstants;
+  readonly #lib;
+  readonly #errnoPtr: () => Deno.PointerValue;
+
+  constructor() {
+    const openbsd = (Deno.build.os as string) === "openbsd";
+    this.#os = openbsd ? "openbsd" : "linux";
+    this.#consts = openbsd ? OPENBSD_CONSTANTS : LINUX_CONSTANTS;
+    const path = findLibcPath();
+    this.#lib = Deno.dlopen(path, PROCESS_SYMBOLS);
+    if (openbsd) {
+      const e = Deno.dlopen(path, ERRNO_OPENBSD);
+      this.#errnoPtr = () => e.symbols.__errno();
+    } else {
+      const e = Deno.dlopen(path, ERRNO_LINUX);
+      this.#errnoPtr = () => e.symbols.__errno_location();
+    }
+  }
+
+  #errno(): number {
+    const p = this.#errnoPtr();
+    return p === null ? 0 : new Deno.UnsafePointerView(p).getInt32();
+  }
+
+  #fail(call: string): never {
+    throw new SyscallError(call, this.#errno(), this.#os);
+  }
+
+  #wouldBlock(): boolean {
+    const code = errnoName(this.#errno(), this.#os);
+    return code === "EAGAIN" || code === "EWOULDBLOCK" || code === "EINTR";
+  }
+
+  setsid(): number {
+    const r = this.#lib.symbols.setsid();
+    if (r < 0) this.#fail("setsid");
+    return r;
+  }
+
+  processExists(pid: number): boolean {
+    if (this.#lib.symbols.kill(pid, 0) === 0) return true;
+    return errnoName(this.#errno(), this.#os) === "EPERM";
+  }
+
+  openPty(): { masterFd: number; slavePath: string } {
+    const s = this.#lib.symbols;
+    const fd = s.posix_openpt(this.#consts.O_RDWR | this.#consts.O_NOCTTY);
+    if (fd < 0) this.#fail("posix_openpt");
+    try {
+      if (s.grantpt(fd) < 0) this.#fail("grantpt");
+      if (s.unlockpt(fd) < 0) this.#fail("unlockpt");
+      const name = s.ptsname(fd);
+      if (name === null) this.#fail("ptsname");
+      const slavePath = new Deno.UnsafePointerView(name).getCString();
+      const on = new Uint8Array(4);
+      new DataView(on.buffer).setInt32(0, 1, true);
+      if (s.ioctl_ptr(fd, BigInt(FIONBIO[this.#os]), on) < 0) this.#fail("ioctl FIONBIO");
+      return { masterFd: fd, slavePath };
+    } catch (e) {
+      s.close(fd);
+      throw e;
+    }
+  }
+
+  openTerminal(path: string): number {
+    const flags = this.#consts.O_RDWR | this.#consts.O_NOCTTY | this.#consts.O_CLOEXEC;
+    const fd = this.#lib.symbols.open(cString(path), flags, 0);
+    if (fd < 0) this.#fail(`open "${path}"`);
+    return fd;
+  }
+
+  makeRaw(fd: number): void {
+    const t = new Uint8Array(TERMIOS_BUFFER_BYTES);
+    if (this.#lib.symbols.tcgetattr(fd, t) < 0) this.#fail("tcgetattr");
+    this.#lib.symbols.cfmakeraw(t);
+    if (this.#lib.symbols.tcsetattr(fd, TCSANOW, t) < 0) this.#fail("tcsetattr");
+  }
+
+  readNonblocking(fd: number, buffer: Uint8Array): number {
+    const r = Number(this.#lib.symbols.read(fd, buffer, BigInt(buffer.length)));
+    if (r >= 0) return r;
+    if (this.#wouldBlock()) return -1;
+    this.#fail("read");
+  }
+
+  writeNonblocking(fd: number, buffer: Uint8Array): number {
+    const r = Number(this.#lib.symbols.write(fd, buffer, BigInt(buffer.length)));
+    if (r >= 0) return r;
+    if (this.#wouldBlock()) return -1;
+    this.#fail("write");
+  }
+
+  redirectOutput(path: string): void {
+    const c = this.#consts;
+    const flags = c.O_WRONLY | c.O_CREAT | O_APPEND[this.#os] | c.O_CLOEXEC;
+    const fd = this.#lib.symbols.open(cString(path), flags, 0o644);
+    if (fd < 0) this.#fail(`open "${path}"`);
+    try {
+      // dup2 clears close-on-exec on the copies, as stdout and stderr should be.
+      if (this.#lib.symbols.dup2(fd, 1) < 0) this.#fail("dup2");
+      if (this.#lib.symbols.dup2(fd, 2) < 0) this.#fail("dup2");
+    } finally {
+      this.#lib.symbols.close(fd);
+    }
+  }
+
+  close(fd: number): void {
+    if (this.#lib.symbols.close(fd) < 0) this.#fail("close");
   }
 }

@@ -19,6 +19,7 @@ export const GUEST_NAMES: readonly string[] = [
   "pioloop",
   "rtc",
   "serial",
+  "ticker",
   "timer",
   "triple",
   "virtio_blk",

@@ -19,7 +19,7 @@ import type { VmConfig } from "../config/schema.ts";
 import { openLibc } from "../ffi/libc.ts";
 import { Activity, Command, VcpuControl } from "./control.ts";
 import type { Outcome } from "./machine.ts";
-import type { SerialTarget } from "./serial_sink.ts";
+import { SerialOutputRing, type SerialTarget } from "./serial_sink.ts";
 
 /** Host -> worker. */
 export interface WorkerRequest {
@@ -29,6 +29,8 @@ export interface WorkerRequest {
   originMs: number;
   serial: SerialTarget;
   kernelImage?: Uint8Array;
+  /** A {@link SerialOutputRing}'s buffer: console output is also copied there. */
+  outputRing?: SharedArrayBuffer;
 }
 
 /** Worker -> host. */
@@ -45,6 +47,12 @@ export interface VmHostOptions {
   kernelImage?: Uint8Array;
   /** Called once the guest is about to run, with the loader's summary. */
   onStarted?: (boot: string) => void;
+  /**
+   * Receives a copy of the guest's console output on the host thread (in
+   * addition to `serial`), in chunks, in order; every byte is delivered before
+   * the promise from {@link VmHost.start} resolves.
+   */
+  onSerialOutput?: (bytes: Uint8Array) => void;
 }
 
 /** A VM whose vCPU runs in a Worker. */
@@ -74,7 +82,10 @@ export class VmHost {
       serial: this.options.serial,
       kernelImage: this.options.kernelImage,
     };
-    return new Promise<Outcome>((resolve) => {
+    const onOutput = this.options.onSerialOutput;
+    const ring = onOutput ? new SerialOutputRing() : undefined;
+    if (ring) request.outputRing = ring.buffer;
+    const outcome = new Promise<Outcome>((resolve) => {
       worker.onmessage = (e: MessageEvent<WorkerReply>) => {
         const m = e.data;
         if (m.type === "started") {
@@ -93,6 +104,24 @@ export class VmHost {
         resolve({ kind: "failed", reason: `vCPU thread crashed: ${e.message}` });
       };
       worker.postMessage(request);
+    });
+    if (!ring || !onOutput) return outcome;
+    let ended = false;
+    const pump = (async () => {
+      while (!ended) {
+        const seq = ring.seq;
+        const bytes = ring.drain();
+        if (bytes.length) onOutput(bytes);
+        else await ring.changed(seq, 200);
+      }
+      // The worker pushed its last bytes before it posted the outcome.
+      const rest = ring.drain();
+      if (rest.length) onOutput(rest);
+    })();
+    return outcome.then(async (o) => {
+      ended = true;
+      await pump;
+      return o;
     });
   }
 

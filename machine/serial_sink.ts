@@ -51,3 +51,71 @@ export function openSerialSink(
       return { write: () => {}, close: () => {} };
   }
 }
+
+const RING_HEAD = 0;
+const RING_TAIL = 1;
+const RING_DROPPED = 2;
+const RING_SEQ = 3;
+const RING_HEADER_SLOTS = 4;
+/** Default capacity of a {@link SerialOutputRing}: a few seconds of a busy 115200-baud line. */
+export const SERIAL_RING_BYTES = 64 * 1024;
+
+/**
+ * Console output from the vCPU thread to the host thread over shared memory
+ * (one producer, one consumer), so a managed VM's main thread can copy it to
+ * its log, pty and attached console without a message per byte. When the host
+ * falls behind, new bytes are dropped and counted rather than blocking the vCPU.
+ */
+export class SerialOutputRing {
+  readonly buffer: SharedArrayBuffer;
+  readonly #i32: Int32Array;
+  readonly #data: Uint8Array;
+
+  constructor(buffer?: SharedArrayBuffer) {
+    this.buffer = buffer ?? new SharedArrayBuffer(RING_HEADER_SLOTS * 4 + SERIAL_RING_BYTES);
+    this.#i32 = new Int32Array(this.buffer, 0, RING_HEADER_SLOTS);
+    this.#data = new Uint8Array(this.buffer, RING_HEADER_SLOTS * 4);
+  }
+
+  /** Producer side: appends what fits, counts the rest as dropped, wakes the consumer. */
+  push(bytes: Uint8Array): void {
+    const size = this.#data.length;
+    const head = Atomics.load(this.#i32, RING_HEAD);
+    const tail = Atomics.load(this.#i32, RING_TAIL);
+    const free = size - 1 - ((head - tail + size) % size);
+    const n = Math.min(free, bytes.length);
+    for (let i = 0; i < n; i++) this.#data[(head + i) % size] = bytes[i];
+    Atomics.store(this.#i32, RING_HEAD, (head + n) % size);
+    if (n < bytes.length) Atomics.add(this.#i32, RING_DROPPED, bytes.length - n);
+    Atomics.add(this.#i32, RING_SEQ, 1);
+    Atomics.notify(this.#i32, RING_SEQ);
+  }
+
+  /** Consumer side: takes every waiting byte (empty when none). */
+  drain(): Uint8Array {
+    const size = this.#data.length;
+    const head = Atomics.load(this.#i32, RING_HEAD);
+    const tail = Atomics.load(this.#i32, RING_TAIL);
+    const n = (head - tail + size) % size;
+    const out = new Uint8Array(n);
+    for (let i = 0; i < n; i++) out[i] = this.#data[(tail + i) % size];
+    Atomics.store(this.#i32, RING_TAIL, head);
+    return out;
+  }
+
+  /** Bytes dropped so far because the consumer fell behind. */
+  get dropped(): number {
+    return Atomics.load(this.#i32, RING_DROPPED);
+  }
+
+  /** Consumer side: resolves when the producer pushed since `seq` (see {@link seq}) or after `ms`. */
+  async changed(seq: number, ms: number): Promise<void> {
+    const w = Atomics.waitAsync(this.#i32, RING_SEQ, seq, ms);
+    if (w.async) await w.value;
+  }
+
+  /** The producer's push counter, to pass to {@link changed}. */
+  get seq(): number {
+    return Atomics.load(this.#i32, RING_SEQ);
+  }
+}

@@ -13,11 +13,22 @@ import { openLibc } from "../ffi/libc.ts";
 import { VcpuControl } from "./control.ts";
 import { Machine, type Outcome } from "./machine.ts";
 import { runLoop } from "./run_loop.ts";
-import { openSerialSink } from "./serial_sink.ts";
+import { openSerialSink, SerialOutputRing } from "./serial_sink.ts";
 import type { WorkerReply, WorkerRequest } from "./host.ts";
 
 function reply(message: WorkerReply): void {
   self.postMessage(message);
+}
+
+/** The sink's writer, also copying every byte to the host's output ring. */
+function copyTo(
+  ring: SerialOutputRing,
+  write: (bytes: Uint8Array) => void,
+): (bytes: Uint8Array) => void {
+  return (bytes) => {
+    write(bytes);
+    ring.push(bytes);
+  };
 }
 
 self.onmessage = (event: MessageEvent<WorkerRequest>) => {
@@ -35,7 +46,9 @@ self.onmessage = (event: MessageEvent<WorkerRequest>) => {
     machine = new Machine({
       config: req.config,
       accel,
-      serialOut: sink.write,
+      serialOut: req.outputRing
+        ? copyTo(new SerialOutputRing(req.outputRing), sink.write)
+        : sink.write,
       clock,
       kernelImage: req.kernelImage,
     });

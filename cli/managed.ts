@@ -1,0 +1,742 @@
+/**
+ * Managed (detached) VMs, like vmd's: one background vmmctl process per VM,
+ * in its own session, with the console on a pty, a control socket, a state
+ * file and a bounded log in the run directory.
+ *
+ * - {@link startManaged}: the client side of `start` / `up -d`: spawns the VM
+ *   process and waits until the VM runs (or reports why it could not start).
+ * - {@link runVmProcess}: the VM process itself (the hidden `__vm-process` command).
+ * - {@link findVm} / {@link vmRequest}: name-or-id lookup and control requests
+ *   with the errors an administrator expects.
+ *
+ * @module
+ */
+
+import { resolve } from "node:path";
+import type { VmConfig } from "../config/schema.ts";
+import { DEMO_GUEST } from "../guests/images.ts";
+import { openProcessLibc } from "../ffi/libc.ts";
+import { VmHost } from "../machine/host.ts";
+import { describeOutcome, exitStatus, type Outcome } from "../machine/machine.ts";
+import {
+  type ControlReply,
+  type ControlRequest,
+  controlRequest,
+  readLine,
+  sendLine,
+  writeAll,
+} from "./control.ts";
+import {
+  checkLiveness,
+  claimId,
+  defaultLogLevel,
+  ensureRunDir,
+  errorText,
+  idForName,
+  listStates,
+  type LogLevel,
+  logPath,
+  nameForId,
+  removeVmFiles,
+  socketPath,
+  type VmState,
+  writeState,
+} from "./rundir.ts";
+
+/** The hidden subcommand that runs one managed VM (started by `start`, never by hand). */
+export const VM_PROCESS_COMMAND = "__vm-process";
+
+/** Default grace period of `stop` before the VM is forced off. */
+export const DEFAULT_STOP_TIMEOUT_MS = 30_000;
+
+/** A log file is rotated to `NAME.log.1` past this size (the log stays bounded). */
+export const LOG_MAX_BYTES = 1024 * 1024;
+
+/** What the client hands the VM process (as one JSON argument). */
+export interface VmProcessPayload {
+  config: VmConfig;
+  /** Absolute run directory. */
+  rundir: string;
+  logLevel?: LogLevel;
+  /** Boot the built-in demo guest (no kernel file). */
+  demo?: boolean;
+}
+
+/** The VM process's first line on stdout: started, or why not. */
+type ReadyLine = { ok: true; id: number; tty: string; pid: number } | { ok: false; error: string };
+
+/** An error for the user: printed as it is, exit status 1. */
+export class ManagedError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "ManagedError";
+  }
+}
+
+// ---------------------------------------------------------------- client side
+
+/** How to run the VM process: this executable, under `deno run` when we are a script. */
+export function vmProcessCommand(): { command: string; args: string[] } {
+  const exec = Deno.execPath();
+  const base = exec.split("/").pop() ?? "";
+  if (base === "deno" || base === "deno.exe") {
+    const main = new URL("../main.ts", import.meta.url);
+    const config = new URL("../deno.json", import.meta.url);
+    return {
+      command: exec,
+      args: ["run", "--allow-all", "--quiet", "--config", config.pathname, main.pathname],
+    };
+  }
+  return { command: exec, args: [] }; // a `deno compile`d vmmctl
+}
+
+/** Options for {@link startManaged}. */
+export interface StartOptions {
+  rundir: string;
+  demo?: boolean;
+  /** Print nothing on success. */
+  quiet?: boolean;
+}
+
+/**
+ * Starts `config` as a managed VM in a background process; resolves once it
+ * runs, with its state (id, tty, pid). Throws {@link ManagedError} with the
+ * VM process's reason when it could not start.
+ */
+export async function startManaged(config: VmConfig, opts: StartOptions): Promise<VmState> {
+  const rundir = resolve(opts.rundir);
+  ensureRunDir(rundir);
+  await refuseDuplicate(rundir, config.vm.name);
+  const payload: VmProcessPayload = {
+    config,
+    rundir,
+    demo: opts.demo,
+    logLevel: defaultLogLevel(rundir),
+  };
+  const { command, args } = vmProcessCommand();
+  const child = new Deno.Command(command, {
+    args: [...args, VM_PROCESS_COMMAND, JSON.stringify(payload)],
+    cwd: "/",
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const stderrText = collectText(child.stderr);
+  const reader = child.stdout.getReader();
+  let text = "";
+  let ready: ReadyLine | undefined;
+  try {
+    while (!ready) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += new TextDecoder().decode(value);
+      const nl = text.indexOf("\n");
+      if (nl >= 0) ready = JSON.parse(text.slice(0, nl)) as ReadyLine;
+    }
+  } finally {
+    reader.cancel().catch(() => {});
+  }
+  if (!ready || !ready.ok) {
+    const status = await child.status;
+    const err = (await stderrText).trim();
+    const why = ready && !ready.ok ? ready.error : err || `exit status ${status.code}`;
+    throw new ManagedError(why);
+  }
+  child.unref();
+  const state = listStates(rundir).find((s) => s.id === ready.id);
+  if (!state) throw new ManagedError(`VM "${config.vm.name}" started but left no state file`);
+  if (!opts.quiet) {
+    console.log(`vmmctl: started VM ${ready.id} successfully, tty ${ready.tty}`);
+  }
+  return state;
+}
+
+async function collectText(stream: ReadableStream<Uint8Array>): Promise<string> {
+  let out = "";
+  const dec = new TextDecoder();
+  try {
+    for await (const chunk of stream) out += dec.decode(chunk, { stream: true });
+  } catch {
+    // the pipe went away with the client
+  }
+  return out;
+}
+
+/** Throws when a live VM of that name exists; removes dead records of the name. */
+async function refuseDuplicate(rundir: string, name: string, except?: number): Promise<void> {
+  for (const s of listStates(rundir)) {
+    if (s.name !== name || s.id === except) continue;
+    if (await checkLiveness(rundir, s) === "alive") {
+      throw new ManagedError(`VM "${name}" is already running (id ${s.id}, pid ${s.pid})`);
+    }
+    removeVmFiles(rundir, s.id); // a killed or died VM of the same name: superseded
+  }
+}
+
+/** The user-facing owner string of a state: `user` or `user:group`. */
+export function ownerText(s: VmState): string {
+  return s.owner.group === undefined ? s.owner.user : `${s.owner.user}:${s.owner.group}`;
+}
+
+/**
+ * Finds the VM named or numbered `target` among the state files. Died VMs are
+ * found too (callers decide); throws "no VM named ..." / "no VM with id ...".
+ */
+export function findVm(rundir: string, target: string): VmState {
+  const states = listStates(rundir);
+  if (/^\d+$/.test(target)) {
+    const s = states.find((x) => x.id === Number(target));
+    if (!s) throw new ManagedError(`no VM with id ${Number(target)}`);
+    return s;
+  }
+  const s = states.find((x) => x.name === target);
+  if (!s) throw new ManagedError(`no VM named "${target}"`);
+  return s;
+}
+
+/** Like {@link findVm}, but the VM must be alive (a dead record is reported and cleaned). */
+export async function findRunningVm(rundir: string, target: string): Promise<VmState> {
+  const s = findVm(rundir, target);
+  if (await checkLiveness(rundir, s) === "alive") return s;
+  throw new ManagedError(notRunning(rundir, s));
+}
+
+function notRunning(rundir: string, s: VmState): string {
+  if (s.state === "died") {
+    return `VM "${s.name}" is not running: it died (exit status ${s.exitStatus}` +
+      `${s.outcome ? `, ${s.outcome}` : ""}); see \`vmmctl log ${s.name}\``;
+  }
+  removeVmFiles(rundir, s.id);
+  return `VM "${s.name}" is not running: its process (pid ${s.pid}) is gone`;
+}
+
+/**
+ * Sends `request` to VM `s`, turning socket errors into messages that say
+ * what is wrong: permission (whose VM it is) or a VM process that is gone.
+ */
+export async function vmRequest(
+  rundir: string,
+  s: VmState,
+  request: ControlRequest,
+): Promise<ControlReply & { ok: true }> {
+  let reply: ControlReply;
+  try {
+    reply = await controlRequest(socketPath(rundir, s.id), request);
+  } catch (e) {
+    throw socketError(rundir, s, e);
+  }
+  if (!reply.ok) throw new ManagedError(reply.error);
+  return reply;
+}
+
+/** The user-facing error for a failed connection to VM `s`'s socket. */
+export function socketError(rundir: string, s: VmState, e: unknown): ManagedError {
+  const path = socketPath(rundir, s.id);
+  if (e instanceof Deno.errors.PermissionDenied) {
+    return new ManagedError(
+      `permission denied on ${path}: VM "${s.name}" belongs to ${ownerText(s)}`,
+    );
+  }
+  if (e instanceof Deno.errors.ConnectionRefused || e instanceof Deno.errors.NotFound) {
+    return new ManagedError(notRunning(rundir, s));
+  }
+  return new ManagedError(`cannot reach VM "${s.name}" on ${path}: ${errorText(e)}`);
+}
+
+// ---------------------------------------------------------------- VM process
+
+/** Runs the VM process: `vmmctl __vm-process PAYLOAD`. Resolves with its exit status. */
+export async function runVmProcess(args: string[]): Promise<number> {
+  let payload: VmProcessPayload;
+  try {
+    payload = JSON.parse(args[0] ?? "") as VmProcessPayload;
+  } catch {
+    console.error(`vmmctl: ${VM_PROCESS_COMMAND} is started by \`vmmctl start\`, not by hand`);
+    return 2;
+  }
+  const vm = new ManagedVm(payload);
+  return await vm.run();
+}
+
+/** An append-only log with a size bound: past it, the file moves to `.1` and starts over. */
+class VmLog {
+  readonly path: string;
+  #file: Deno.FsFile;
+  #size: number;
+  #atLineStart = true;
+
+  constructor(path: string) {
+    this.path = path;
+    this.#file = this.#open();
+    this.#size = this.#file.statSync().size;
+  }
+
+  #open(): Deno.FsFile {
+    return Deno.openSync(this.path, { append: true, create: true, mode: 0o640 });
+  }
+
+  /** A vmmctl message on a line of its own. */
+  message(text: string): void {
+    const prefix = this.#atLineStart ? "" : "\n";
+    this.#write(new TextEncoder().encode(`${prefix}${new Date().toISOString()} vmmctl: ${text}\n`));
+    this.#atLineStart = true;
+  }
+
+  /** A copy of console output. */
+  console(bytes: Uint8Array): void {
+    if (bytes.length === 0) return;
+    this.#write(bytes);
+    this.#atLineStart = bytes[bytes.length - 1] === 0x0a;
+  }
+
+  #write(bytes: Uint8Array): void {
+    if (this.#size + bytes.length > LOG_MAX_BYTES && this.#size > 0) {
+      this.#file.close();
+      Deno.renameSync(this.path, `${this.path}.1`);
+      this.#file = this.#open();
+      this.#size = 0;
+    }
+    let off = 0;
+    while (off < bytes.length) off += this.#file.writeSync(bytes.subarray(off));
+    this.#size += bytes.length;
+  }
+
+  close(): void {
+    this.#file.close();
+  }
+}
+
+const PTY_POLL_MS = 25;
+const CONSOLE_QUEUE_MAX_BYTES = 1024 * 1024;
+
+/** One managed VM, inside its process. */
+class ManagedVm {
+  readonly #payload: VmProcessPayload;
+  readonly #dir: string;
+  readonly #config: VmConfig;
+  #state!: VmState;
+  #log?: VmLog;
+  #masterFd = -1;
+  #slaveFd = -1;
+  #listener?: Deno.Listener;
+  #host?: VmHost;
+  #running?: Promise<Outcome>;
+  #resetPending = false;
+  #stopTimer?: ReturnType<typeof setTimeout>;
+  #console?: Deno.Conn;
+  #consoleQueue: Promise<void> = Promise.resolve();
+  #consoleQueued = 0;
+  #inputQueue: Promise<void> = Promise.resolve();
+  readonly #waiters: Deno.Conn[] = [];
+
+  constructor(payload: VmProcessPayload) {
+    this.#payload = payload;
+    this.#dir = payload.rundir;
+    this.#config = payload.config;
+  }
+
+  #ready(line: ReadyLine): void {
+    const bytes = new TextEncoder().encode(JSON.stringify(line) + "\n");
+    try {
+      let off = 0;
+      while (off < bytes.length) off += Deno.stdout.writeSync(bytes.subarray(off));
+    } catch {
+      // the client is gone; the VM runs on regardless
+    }
+  }
+
+  #verbose(text: string): void {
+    if (this.#state?.logLevel === "verbose") this.#log?.message(text);
+  }
+
+  #setState(state: VmState["state"]): void {
+    this.#state.state = state;
+    writeState(this.#dir, this.#state);
+  }
+
+  async run(): Promise<number> {
+    const libc = openProcessLibc();
+    try {
+      libc.setsid();
+    } catch {
+      // already a session leader (spawned detached): nothing to do
+    }
+    const name = this.#config.vm.name;
+    try {
+      ensureRunDir(this.#dir);
+      await refuseDuplicate(this.#dir, name);
+      const uid = Deno.uid() ?? 0;
+      this.#state = claimId(this.#dir, {
+        name,
+        pid: Deno.pid,
+        configPath: this.#config.source,
+        vcpus: this.#config.vm.vcpus,
+        memoryBytes: this.#config.vm.memoryBytes,
+        tty: "",
+        owner: this.#config.vm.owner ?? { user: nameForId("/etc/passwd", uid) },
+        uid,
+        startedAt: new Date().toISOString(),
+        state: "starting",
+        logLevel: this.#payload.logLevel ?? "brief",
+      });
+    } catch (e) {
+      this.#ready({ ok: false, error: errorText(e) });
+      return 1;
+    }
+    try {
+      // Two starts of one name at once: the lower id wins.
+      await refuseDuplicate(this.#dir, name, this.#state.id);
+      await this.#setUp();
+    } catch (e) {
+      this.#log?.message(`VM "${name}" failed to start: ${errorText(e)}`);
+      this.#ready({ ok: false, error: errorText(e) });
+      this.#tearDown();
+      removeVmFiles(this.#dir, this.#state.id);
+      return 1;
+    }
+    return await this.#serve();
+  }
+
+  async #setUp(): Promise<void> {
+    const libc = openProcessLibc();
+    const id = this.#state.id;
+    this.#log = new VmLog(logPath(this.#dir, this.#config.vm.name));
+    const pty = libc.openPty();
+    this.#masterFd = pty.masterFd;
+    // We hold the slave open ourselves: reads on the master never see a hang-up,
+    // and raw mode stops the line discipline echoing guest output back as input.
+    this.#slaveFd = libc.openTerminal(pty.slavePath);
+    libc.makeRaw(this.#slaveFd);
+    this.#state.tty = pty.slavePath;
+    const sock = socketPath(this.#dir, id);
+    try {
+      Deno.removeSync(sock);
+    } catch {
+      // no stale socket
+    }
+    this.#listener = Deno.listen({ transport: "unix", path: sock });
+    this.#grantAccess([sock, this.#log.path, pty.slavePath]);
+    writeState(this.#dir, this.#state);
+    this.#log.message(
+      `starting VM "${this.#config.vm.name}" (id ${id}, pid ${Deno.pid}, tty ${pty.slavePath})`,
+    );
+    const started = await this.#boot();
+    if (!started.ok) throw new Error(started.error);
+    this.#setState("running");
+  }
+
+  /** Socket 0600 (0660 with an owner group), chowned to the config's owner. */
+  #grantAccess(paths: string[]): void {
+    const owner = this.#config.vm.owner;
+    for (const p of paths) Deno.chmodSync(p, owner?.group ? 0o660 : 0o600);
+    if (!owner) return;
+    const uid = idForName("/etc/passwd", owner.user);
+    if (uid === undefined) throw new Error(`owner "${owner.user}": no such user`);
+    let gid: number | null = null;
+    if (owner.group !== undefined) {
+      gid = idForName("/etc/group", owner.group) ?? null;
+      if (gid === null) throw new Error(`owner group "${owner.group}": no such group`);
+    }
+    if (uid === Deno.uid() && gid === null) return;
+    for (const p of paths) {
+      try {
+        Deno.chownSync(p, uid, gid);
+      } catch (e) {
+        throw new Error(
+          `cannot give VM "${this.#config.vm.name}" to owner "${ownerText(this.#state)}"` +
+            ` (only root can): ${errorText(e)}`,
+        );
+      }
+    }
+  }
+
+  /** Creates and starts a VmHost; resolves once the guest runs or the start failed. */
+  #boot(): Promise<{ ok: true } | { ok: false; error: string }> {
+    return new Promise((resolveStart) => {
+      const host = new VmHost({
+        config: this.#config,
+        serial: { serial: "none" },
+        kernelImage: this.#payload.demo ? DEMO_GUEST : undefined,
+        onStarted: (boot) => {
+          this.#verbose(`booted: ${boot}`);
+          resolveStart({ ok: true });
+        },
+        onSerialOutput: (bytes) => this.#output(bytes),
+      });
+      this.#host = host;
+      this.#running = host.start();
+      this.#running.then((o) => {
+        if (o.kind === "failed") resolveStart({ ok: false, error: describeOutcome(o) });
+        else resolveStart({ ok: true });
+      });
+    });
+  }
+
+  #output(bytes: Uint8Array): void {
+    this.#log?.console(bytes);
+    if (this.#masterFd >= 0) {
+      // A full pty (nobody reading the slave) drops output rather than stalling the VM.
+      openProcessLibc().writeNonblocking(this.#masterFd, bytes);
+    }
+    const conn = this.#console;
+    if (conn && this.#consoleQueued + bytes.length <= CONSOLE_QUEUE_MAX_BYTES) {
+      this.#consoleQueued += bytes.length;
+      this.#consoleQueue = this.#consoleQueue
+        .then(() => writeAll(conn, bytes))
+        .catch(() => {})
+        .finally(() => (this.#consoleQueued -= bytes.length));
+    }
+  }
+
+  /** Queues console input for the guest, retrying what the input ring cannot take yet. */
+  #input(bytes: Uint8Array): void {
+    this.#inputQueue = this.#inputQueue.then(async () => {
+      let rest = bytes;
+      while (rest.length && this.#host) {
+        rest = rest.subarray(this.#host.input(rest));
+        if (rest.length) await new Promise((r) => setTimeout(r, 5));
+      }
+    });
+  }
+
+  async #serve(): Promise<number> {
+    const name = this.#config.vm.name;
+    const id = this.#state.id;
+    this.#ready({ ok: true, id, tty: this.#state.tty, pid: Deno.pid });
+    try {
+      openProcessLibc().redirectOutput(this.#log!.path);
+    } catch (e) {
+      this.#log?.message(`cannot send stderr to the log: ${errorText(e)}`);
+    }
+    this.#log!.message(`VM "${name}" (id ${id}) is running`);
+    const onSignal = () => {
+      this.#log?.message("terminated by a signal: stopping the VM");
+      this.#host?.stop();
+    };
+    for (const sig of ["SIGTERM", "SIGHUP", "SIGINT"] as const) {
+      Deno.addSignalListener(sig, onSignal);
+    }
+    const poll = setInterval(() => this.#pollPty(), PTY_POLL_MS);
+    const accepting = this.#accept();
+    const outcome = await this.#lifetime();
+    clearInterval(poll);
+    const status = exitStatus(outcome);
+    const clean = outcome.kind === "poweroff" || outcome.kind === "stopped";
+    this.#log!.message(`VM "${name}" (id ${id}) ended: ${describeOutcome(outcome)}`);
+    if (clean) {
+      removeVmFiles(this.#dir, id);
+    } else {
+      this.#state.state = "died";
+      this.#state.exitStatus = status;
+      this.#state.outcome = describeOutcome(outcome);
+      writeState(this.#dir, this.#state);
+      try {
+        Deno.removeSync(socketPath(this.#dir, id));
+      } catch {
+        // already gone
+      }
+    }
+    const reply: ControlReply = { ok: true, exitStatus: status, outcome: describeOutcome(outcome) };
+    await Promise.all(this.#waiters.map((c) => sendLine(c, reply).catch(() => {})));
+    for (const c of this.#waiters) closeQuietly(c);
+    await this.#consoleQueue;
+    this.#tearDown();
+    await accepting.catch(() => {});
+    return status;
+  }
+
+  /** Runs the VM until it ends for good: a reset (guest or `vmmctl reset`) boots it again. */
+  async #lifetime(): Promise<Outcome> {
+    for (;;) {
+      const outcome = await this.#running!;
+      const reset = outcome.kind === "reset" || (outcome.kind === "stopped" && this.#resetPending);
+      if (!reset) return outcome;
+      this.#resetPending = false;
+      this.#log?.message(`VM "${this.#config.vm.name}" resets: booting it again`);
+      const started = await this.#boot();
+      if (!started.ok) return await this.#running!;
+      this.#setState("running");
+    }
+  }
+
+  #pollPty(): void {
+    if (this.#masterFd < 0) return;
+    const buf = new Uint8Array(4096);
+    try {
+      const n = openProcessLibc().readNonblocking(this.#masterFd, buf);
+      if (n > 0) this.#input(buf.slice(0, n));
+    } catch {
+      // EIO while nobody holds the slave: nothing to read
+    }
+  }
+
+  async #accept(): Promise<void> {
+    try {
+      for await (const conn of this.#listener!) this.#handle(conn).catch(() => closeQuietly(conn));
+    } catch {
+      // the listener was closed at the end
+    }
+  }
+
+  async #handle(conn: Deno.Conn): Promise<void> {
+    const line = await readLine(conn);
+    if (!line) return closeQuietly(conn);
+    const req = line.value as ControlRequest;
+    this.#verbose(`control request: ${JSON.stringify(req)}`);
+    const reply = await this.#dispatch(req, conn, line.rest);
+    if (reply === "keep") return;
+    await sendLine(conn, reply).catch(() => {});
+    closeQuietly(conn);
+  }
+
+  async #dispatch(
+    req: ControlRequest,
+    conn: Deno.Conn,
+    rest: Uint8Array,
+  ): Promise<ControlReply | "keep"> {
+    const name = this.#config.vm.name;
+    const id = this.#state.id;
+    const host = this.#host!;
+    switch (req.op) {
+      case "info":
+        return { ok: true, message: JSON.stringify(this.#state) };
+      case "pause":
+        if (this.#state.state === "paused") {
+          return { ok: true, message: `VM ${id} is already paused` };
+        }
+        await host.pause();
+        this.#setState("paused");
+        this.#log?.message(`VM "${name}" paused`);
+        return { ok: true, message: `paused VM ${id} successfully` };
+      case "unpause":
+        if (this.#state.state !== "paused") {
+          return { ok: false, error: `VM "${name}" is not paused` };
+        }
+        host.resume();
+        this.#setState("running");
+        this.#log?.message(`VM "${name}" unpaused`);
+        return { ok: true, message: `unpaused VM ${id} successfully` };
+      case "reset":
+        this.#resetPending = true;
+        host.stop();
+        return { ok: true, message: `resetting VM ${id}` };
+      case "stop":
+        return this.#stop(req.force, req.timeoutMs, req.keys);
+      case "wait":
+        this.#waiters.push(conn);
+        return "keep";
+      case "console":
+        return await this.#attach(conn, rest);
+      case "log-level":
+        this.#state.logLevel = req.level === "verbose" ? "verbose" : "brief";
+        writeState(this.#dir, this.#state);
+        this.#log?.message(`log level ${this.#state.logLevel}`);
+        return { ok: true, message: `VM ${id}: log level ${this.#state.logLevel}` };
+      default:
+        return {
+          ok: false,
+          error: `unknown request ${JSON.stringify((req as { op: unknown }).op)}`,
+        };
+    }
+  }
+
+  #stop(force: boolean, timeoutMs: number, keys: string | undefined): ControlReply {
+    const id = this.#state.id;
+    const name = this.#config.vm.name;
+    const host = this.#host!;
+    if (force) {
+      this.#log?.message(`VM "${name}" forced off`);
+      host.stop();
+      return { ok: true, message: `forced to stop VM ${id}` };
+    }
+    if (this.#state.state === "paused") host.resume(); // a paused guest cannot power off
+    this.#setState("stopping");
+    // No vmmci device in this machine yet: the request is the keys typed on the
+    // console (when given); the timeout then forces the VM off.
+    const how = keys
+      ? `typed ${JSON.stringify(keys)} on its console`
+      : "no power-off request channel (no vmmci device)";
+    if (keys) this.#input(new TextEncoder().encode(keys));
+    clearTimeout(this.#stopTimer);
+    this.#stopTimer = setTimeout(() => {
+      this.#log?.message(`VM "${name}" did not power off within ${timeoutMs} ms: forcing it off`);
+      host.stop();
+    }, timeoutMs);
+    this.#log?.message(`stop requested for VM "${name}": ${how}; forcing after ${timeoutMs} ms`);
+    return { ok: true, message: `requested to shut down VM ${id}` };
+  }
+
+  async #attach(conn: Deno.Conn, rest: Uint8Array): Promise<ControlReply | "keep"> {
+    const name = this.#config.vm.name;
+    if (this.#console) {
+      return {
+        ok: false,
+        error: `the console of VM "${name}" is already attached elsewhere; ` +
+          "detach that session (~.) first",
+      };
+    }
+    this.#console = conn;
+    this.#verbose("console attached");
+    await sendLine(conn, { ok: true, message: `attached to VM "${name}"` } satisfies ControlReply);
+    if (rest.length) this.#input(rest);
+    (async () => {
+      const buf = new Uint8Array(4096);
+      try {
+        for (;;) {
+          const n = await conn.read(buf);
+          if (n === null) break;
+          this.#input(buf.slice(0, n));
+        }
+      } catch {
+        // the client went away
+      }
+      if (this.#console === conn) this.#console = undefined;
+      this.#verbose("console detached");
+      closeQuietly(conn);
+    })();
+    return "keep";
+  }
+
+  #tearDown(): void {
+    const libc = openProcessLibc();
+    try {
+      this.#listener?.close();
+    } catch {
+      // already closed
+    }
+    if (this.#console) closeQuietly(this.#console);
+    for (const fd of [this.#masterFd, this.#slaveFd]) {
+      if (fd >= 0) {
+        try {
+          libc.close(fd);
+        } catch {
+          // already closed
+        }
+      }
+    }
+    this.#masterFd = this.#slaveFd = -1;
+    this.#log?.close();
+    this.#log = undefined;
+  }
+}
+
+function closeQuietly(conn: Deno.Conn): void {
+  try {
+    conn.close();
+  } catch {
+    // already closed
+  }
+}
+
+/** Runs a verb, printing a {@link ManagedError} as `vmmctl: MESSAGE` with exit status 1. */
+export async function reportErrors(fn: () => Promise<number>): Promise<number> {
+  try {
+    return await fn();
+  } catch (e) {
+    if (e instanceof ManagedError) {
+      console.error(`vmmctl: ${e.message}`);
+      return 1;
+    }
+    throw e;
+  }
+}

@@ -1,0 +1,148 @@
+/**
+ * `vmmctl stop [-f] [-w] [--timeout SEC] [--keys TEXT] NAME|ID | -a`: stop
+ * managed VMs like vmctl. Without -f the guest is asked to power off (a vmmci
+ * request once the machine has that device; today the only request channel
+ * is `--keys`, text typed on the console) and forced off after the timeout;
+ * -f ends the VM at once; -w waits until it is gone.
+ *
+ * @module
+ */
+
+import { openProcessLibc } from "../ffi/libc.ts";
+import { type Command, UsageError } from "./command.ts";
+import { connectControl, readLine, sendLine } from "./control.ts";
+import {
+  DEFAULT_STOP_TIMEOUT_MS,
+  findRunningVm,
+  ManagedError,
+  reportErrors,
+  socketError,
+  vmRequest,
+} from "./managed.ts";
+import {
+  checkLiveness,
+  listStates,
+  resolveRunDir,
+  RUNDIR_FLAG,
+  socketPath,
+  type VmState,
+} from "./rundir.ts";
+
+const GONE_POLL_MS = 10;
+const GONE_POLLS = 500;
+
+/** How a waited-for VM ended; no exitStatus when its process was killed. */
+export interface WaitEnd {
+  exitStatus?: number;
+  outcome?: string;
+}
+
+/**
+ * Opens a `wait` request on VM `s`; `ended` resolves when the VM is gone
+ * (wrapped in an object: an async function cannot return a pending promise).
+ */
+export async function openWait(rundir: string, s: VmState): Promise<{ ended: Promise<WaitEnd> }> {
+  let conn: Deno.UnixConn;
+  try {
+    conn = await connectControl(socketPath(rundir, s.id));
+  } catch (e) {
+    throw socketError(rundir, s, e);
+  }
+  await sendLine(conn, { op: "wait" });
+  const ended = (async (): Promise<WaitEnd> => {
+    try {
+      const line = await readLine(conn);
+      return (line?.value as WaitEnd | undefined) ?? {};
+    } catch {
+      return {};
+    } finally {
+      try {
+        conn.close();
+      } catch {
+        // already closed
+      }
+      // The reply comes just before the VM process exits: "gone" means gone.
+      const libc = openProcessLibc();
+      for (let i = 0; i < GONE_POLLS && libc.processExists(s.pid); i++) {
+        await new Promise((r) => setTimeout(r, GONE_POLL_MS));
+      }
+    }
+  })();
+  return { ended };
+}
+
+export const stopCommand: Command = {
+  name: "stop",
+  summary: "stop a VM: ask the guest to power off, force it after a timeout (-f: at once)",
+  args: "NAME|ID | -a",
+  description: [
+    "Without -f the VM gets a power-off request: vmmci once the machine has it; until",
+    "then, --keys TEXT types TEXT on its console (e.g. 'poweroff\\r' for a shell). A",
+    "guest that has not powered off after --timeout seconds (default 30) is forced off.",
+  ].join("\n"),
+  flags: {
+    force: { type: "boolean", short: "f", description: "end the VM at once" },
+    wait: { type: "boolean", short: "w", description: "wait until the VM is gone" },
+    all: { type: "boolean", short: "a", description: "stop every running VM" },
+    timeout: {
+      type: "string",
+      value: "SECONDS",
+      description: "grace period before forcing (default 30)",
+    },
+    keys: {
+      type: "string",
+      value: "TEXT",
+      description: "type TEXT on the console as the power-off request",
+    },
+    rundir: RUNDIR_FLAG,
+  },
+  run(positionals, flags) {
+    const all = flags.all === true;
+    if (all ? positionals.length !== 0 : positionals.length !== 1) {
+      throw new UsageError("stop needs one NAME or ID, or -a");
+    }
+    let timeoutMs = DEFAULT_STOP_TIMEOUT_MS;
+    if (flags.timeout !== undefined) {
+      const t = Number(flags.timeout);
+      if (!(t >= 0) || !Number.isFinite(t)) {
+        throw new UsageError(`--timeout wants seconds, got "${flags.timeout}"`);
+      }
+      timeoutMs = t * 1000;
+    }
+    const rundir = resolveRunDir(flags.rundir as string | undefined);
+    return reportErrors(async () => {
+      let targets: VmState[];
+      if (all) {
+        targets = [];
+        for (const s of listStates(rundir)) {
+          if (await checkLiveness(rundir, s) === "alive") targets.push(s);
+        }
+      } else {
+        targets = [await findRunningVm(rundir, positionals[0])];
+      }
+      let status = 0;
+      for (const s of targets) {
+        try {
+          // Wait first, so a VM that ends at once cannot be missed.
+          const waiting = flags.wait ? await openWait(rundir, s) : undefined;
+          const reply = await vmRequest(rundir, s, {
+            op: "stop",
+            force: flags.force === true,
+            timeoutMs,
+            keys: flags.keys as string | undefined,
+          });
+          console.log(`stopping VM "${s.name}": ${reply.message}`);
+          if (waiting) {
+            const end = await waiting.ended;
+            console.log(`VM "${s.name}" is gone${end.outcome ? `: ${end.outcome}` : ""}`);
+          }
+        } catch (e) {
+          if (!(e instanceof ManagedError)) throw e;
+          console.error(`vmmctl: ${e.message}`);
+          status = 1;
+        }
+      }
+      return status;
+    });
+  },
+};

@@ -1,0 +1,368 @@
+/**
+ * vmctl-style management, end to end: the real CLI as subprocesses with a
+ * temporary run directory, managed VMs running guests/ticker.asm under KVM.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { guestPath } from "../guests/images.ts";
+import { openProcessLibc } from "../ffi/libc.ts";
+import { STATUS_HEADER } from "../cli/status.ts";
+import { kvmAvailable, NO_KVM_MESSAGE } from "./boot.ts";
+
+const MAIN = new URL("../main.ts", import.meta.url).pathname;
+const KVM = kvmAvailable();
+const NOBODY_UID = 65534;
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** A temporary run directory (0755 so the `nobody` client can reach it) and config folder. */
+async function setUp(): Promise<{ rundir: string; dir: string; cleanup: () => Promise<void> }> {
+  const dir = await Deno.makeTempDir({ prefix: "vmmctl-vmctl-" });
+  await Deno.chmod(dir, 0o755);
+  const rundir = join(dir, "run");
+  return {
+    rundir,
+    dir,
+    cleanup: async () => {
+      // Never leave a VM behind, even when an assertion failed half-way.
+      await vmmctl(rundir, ["stop", "-f", "-w", "-a"]).catch(() => {});
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+}
+
+/** Runs `vmmctl ARGS` with `rundir` as its run directory. */
+async function vmmctl(rundir: string, args: string[], asUser?: number): Promise<Run> {
+  const base = ["run", "--allow-all", "--quiet", MAIN, ...args];
+  const env: Record<string, string> = { VMMCTL_RUNDIR: rundir, NO_COLOR: "1" };
+  let cmd: Deno.Command;
+  if (asUser === undefined) {
+    cmd = new Deno.Command(Deno.execPath(), { args: base, env, stdin: "null" });
+  } else {
+    const denoDir = await nobodyDenoDir();
+    cmd = new Deno.Command("setpriv", {
+      args: [
+        `--reuid=${asUser}`,
+        `--regid=${asUser}`,
+        "--clear-groups",
+        "env",
+        `DENO_DIR=${denoDir}`,
+        `HOME=${denoDir}`,
+        Deno.execPath(),
+        ...base.slice(0, 1),
+        "--cached-only",
+        ...base.slice(1),
+      ],
+      env,
+      stdin: "null",
+      cwd: "/",
+    });
+  }
+  const out = await cmd.output();
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
+
+let nobodyDir: string | undefined;
+/** A DENO_DIR `nobody` may use: a copy of our npm cache (root's cache is not readable). */
+async function nobodyDenoDir(): Promise<string> {
+  if (nobodyDir) return nobodyDir;
+  const dir = await Deno.makeTempDir({ prefix: "vmmctl-nobody-deno-" });
+  const info = new TextDecoder().decode(
+    (await new Deno.Command(Deno.execPath(), { args: ["info", "--json"] }).output()).stdout,
+  );
+  const npmCache = (JSON.parse(info) as { npmCache: string }).npmCache;
+  await new Deno.Command("cp", { args: ["-r", npmCache, join(dir, "npm")] }).output();
+  await new Deno.Command("chmod", { args: ["-R", "a+rwX", dir] }).output();
+  nobodyDir = dir;
+  globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
+  return dir;
+}
+
+async function writeConfig(dir: string, name: string, extra = ""): Promise<string> {
+  const path = join(dir, `${name}.toml`);
+  await Deno.writeTextFile(
+    path,
+    [
+      "[vm]",
+      `name = "${name}"`,
+      'memory = "16M"',
+      'accel = "kvm"',
+      extra,
+      "[boot]",
+      `kernel = "${guestPath("ticker")}"`,
+    ].join("\n") + "\n",
+  );
+  return path;
+}
+
+function stateOf(rundir: string, id: number): { pid: number; tty: string } {
+  return JSON.parse(Deno.readTextFileSync(join(rundir, `${id}.json`)));
+}
+
+function logSize(rundir: string, name: string): number {
+  return Deno.statSync(join(rundir, `${name}.log`)).size;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Reads a child's stdout until `pattern` shows up (or fails after `ms`). */
+async function readUntil(
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+  seen: { text: string },
+  pattern: RegExp,
+  ms = 5000,
+): Promise<void> {
+  const deadline = Date.now() + ms;
+  const dec = new TextDecoder();
+  while (!pattern.test(seen.text)) {
+    const left = deadline - Date.now();
+    if (left <= 0) throw new Error(`no ${pattern} in console output: ${JSON.stringify(seen.text)}`);
+    const r = await Promise.race([reader.read(), sleep(left).then(() => undefined)]);
+    if (!r || r.done) continue;
+    seen.text += dec.decode(r.value);
+  }
+}
+
+function assertNothingLeft(rundir: string, id: number, pid: number): void {
+  assert.equal(openProcessLibc().processExists(pid), false, `VM process ${pid} still exists`);
+  const left = [...Deno.readDirSync(rundir)].map((e) => e.name).filter((n) => !n.endsWith(".log"));
+  assert.deepEqual(left.filter((n) => n.startsWith(`${id}.`)), [], `files left: ${left}`);
+}
+
+Deno.test({
+  name: "vmctl: up -d, status, console, pause/unpause, graceful stop",
+  ignore: !KVM,
+  async fn() {
+    const { rundir, dir, cleanup } = await setUp();
+    try {
+      const cfg = await writeConfig(dir, "tick1");
+      const up = await vmmctl(rundir, ["up", "-d", cfg]);
+      assert.equal(up.code, 0, up.stderr);
+      assert.match(up.stdout, /^vmmctl: started VM 1 successfully, tty \/dev\/pts\/\d+\n$/);
+      const { pid, tty } = stateOf(rundir, 1);
+      const sock = Deno.statSync(join(rundir, "1.sock"));
+      assert.equal(sock.mode! & 0o777, 0o600);
+
+      const st = await vmmctl(rundir, ["status"]);
+      assert.equal(st.code, 0, st.stderr);
+      const [header, row, ...rest] = st.stdout.trimEnd().split("\n");
+      assert.equal(header, STATUS_HEADER);
+      assert.deepEqual(rest, []);
+      const ttyCol = tty.replace("/dev/", "").padStart(7);
+      const expected = `    1 ${String(pid).padStart(5)}     1   16.0M `;
+      assert.equal(row.slice(0, expected.length), expected);
+      assert.equal(row.slice(expected.length + 7), ` ${ttyCol}         root  running tick1`);
+
+      const json = await vmmctl(rundir, ["status", "--json", "tick1"]);
+      const rows = JSON.parse(json.stdout);
+      assert.equal(rows.length, 1);
+      assert.equal(rows[0].name, "tick1");
+      assert.equal(rows[0].pid, pid);
+      assert.equal(rows[0].state, "running");
+      assert.equal(rows[0].maxmemBytes, 16 * 1024 * 1024);
+      assert.equal(rows[0].tty, tty);
+
+      const again = await vmmctl(rundir, ["start", cfg]);
+      assert.equal(again.code, 1);
+      assert.equal(again.stderr, `vmmctl: VM "tick1" is already running (id 1, pid ${pid})\n`);
+
+      // Console: output arrives, input reaches the guest, a second attach is refused, ~. detaches.
+      const child = new Deno.Command(Deno.execPath(), {
+        args: ["run", "--allow-all", "--quiet", MAIN, "console", "tick1"],
+        env: { VMMCTL_RUNDIR: rundir },
+        stdin: "piped",
+        stdout: "piped",
+        stderr: "piped",
+      }).spawn();
+      const reader = child.stdout.getReader();
+      const seen = { text: "" };
+      await readUntil(reader, seen, /tick \d+\r\n/);
+      const second = await vmmctl(rundir, ["console", "1"]);
+      assert.equal(second.code, 1);
+      assert.match(second.stderr, /console of VM "tick1" is already attached/);
+      const writer = child.stdin.getWriter();
+      await writer.write(new TextEncoder().encode("e"));
+      await readUntil(reader, seen, /echo e\r\n/);
+      await writer.write(new TextEncoder().encode("\r~."));
+      await writer.close();
+      reader.releaseLock();
+      const done = await child.output();
+      assert.equal(done.code, 0);
+      assert.match(new TextDecoder().decode(done.stderr), /detached from VM "tick1"/);
+
+      // Pause: the log (a copy of the console) stops growing; unpause: it grows again.
+      const pause = await vmmctl(rundir, ["pause", "tick1"]);
+      assert.equal(pause.code, 0, pause.stderr);
+      const paused = logSize(rundir, "tick1");
+      await sleep(600); // ~11 ticks' worth
+      assert.equal(logSize(rundir, "tick1"), paused);
+      assert.match((await vmmctl(rundir, ["status", "1"])).stdout, / paused tick1\n/);
+      assert.equal((await vmmctl(rundir, ["unpause", "1"])).code, 0);
+      await sleep(600);
+      assert.ok(logSize(rundir, "tick1") > paused, "no console output after unpause");
+
+      // Graceful stop: the ticker powers off when it reads 'q'.
+      const stop = await vmmctl(rundir, ["stop", "-w", "--keys", "q", "tick1"]);
+      assert.equal(stop.code, 0, stop.stderr);
+      assert.match(stop.stdout, /requested to shut down VM 1/);
+      assert.match(stop.stdout, /VM "tick1" is gone: guest powered off/);
+      assertNothingLeft(rundir, 1, pid);
+      const log = await vmmctl(rundir, ["log", "-n", "2", "tick1"]);
+      assert.match(log.stdout, /ticker: power off requested\r?\n.*ended: guest powered off\n$/);
+      assert.equal((await vmmctl(rundir, ["status"])).stdout, STATUS_HEADER + "\n");
+    } finally {
+      await cleanup();
+    }
+  },
+});
+
+Deno.test({
+  name: "vmctl: stop -f, a killed VM shows as died once, wait returns the exit status",
+  ignore: !KVM,
+  async fn() {
+    const { rundir, dir, cleanup } = await setUp();
+    try {
+      const a = await vmmctl(rundir, ["start", await writeConfig(dir, "alpha")]);
+      assert.equal(a.code, 0, a.stderr);
+      const b = await vmmctl(rundir, ["start", await writeConfig(dir, "beta")]);
+      assert.match(b.stdout, /started VM 2 /);
+      const alpha = stateOf(rundir, 1);
+      const beta = stateOf(rundir, 2);
+
+      // -f ends the VM at once (the ticker ignores everything else); -w waits for it.
+      const t0 = performance.now();
+      const stop = await vmmctl(rundir, ["stop", "-f", "-w", "1"]);
+      assert.equal(stop.code, 0, stop.stderr);
+      assert.ok(performance.now() - t0 < 5000);
+      assertNothingLeft(rundir, 1, alpha.pid);
+
+      // The lowest free id is reused.
+      const c = await vmmctl(rundir, ["start", await writeConfig(dir, "gamma")]);
+      assert.match(c.stdout, /started VM 1 /);
+      const gamma = stateOf(rundir, 1);
+
+      // A VM process killed outright leaves a stale socket and state: never taken for live.
+      Deno.kill(beta.pid, "SIGKILL");
+      for (let i = 0; i < 50 && openProcessLibc().processExists(beta.pid); i++) await sleep(20);
+      const st = await vmmctl(rundir, ["status"]);
+      assert.match(st.stdout, /^ {4}2 {5}- {5}1 {3}16\.0M {7}- {7}- {9}root {5}died beta$/m);
+      assert.match(st.stderr, /VM "beta" \(id 2\) died: unknown exit status/);
+      const st2 = await vmmctl(rundir, ["status"]);
+      assert.doesNotMatch(st2.stdout, /beta/);
+      assert.match(st2.stdout, / running gamma\n/);
+      const gone = await vmmctl(rundir, ["pause", "beta"]);
+      assert.equal(gone.stderr, 'vmmctl: no VM named "beta"\n');
+
+      // wait: exits with the VM's status once it is gone.
+      const waiter = new Deno.Command(Deno.execPath(), {
+        args: ["run", "--allow-all", "--quiet", MAIN, "wait", "gamma"],
+        env: { VMMCTL_RUNDIR: rundir },
+        stdout: "piped",
+        stderr: "piped",
+      }).spawn();
+      await sleep(500);
+      assert.equal((await vmmctl(rundir, ["stop", "--keys", "q", "gamma"])).code, 0);
+      const w = await waiter.output();
+      assert.equal(w.code, 0);
+      assert.match(new TextDecoder().decode(w.stderr), /guest powered off/);
+      assertNothingLeft(rundir, 1, gamma.pid);
+    } finally {
+      await cleanup();
+    }
+  },
+});
+
+Deno.test({
+  name: "vmctl: errors for unknown VMs, bad flags and another user's VM; owner grants access",
+  ignore: !KVM,
+  async fn() {
+    const { rundir, dir, cleanup } = await setUp();
+    try {
+      assert.equal((await vmmctl(rundir, ["pause", "web"])).stderr, 'vmmctl: no VM named "web"\n');
+      assert.equal((await vmmctl(rundir, ["stop", "7"])).stderr, "vmmctl: no VM with id 7\n");
+      const cfg = await writeConfig(dir, "mine");
+      const n = await vmmctl(rundir, ["start", "-n", "uplink", cfg]);
+      assert.equal(n.code, 1);
+      assert.match(n.stderr, /^vmmctl: not supported yet: virtual switches \(-n\)/);
+      const m = await vmmctl(rundir, ["start", "-m", "12Q", cfg]);
+      assert.equal(m.code, 2);
+
+      assert.equal((await vmmctl(rundir, ["start", "-m", "32", cfg])).code, 0);
+      const shared = await writeConfig(dir, "shared", 'owner = "nobody"');
+      assert.equal((await vmmctl(rundir, ["start", shared])).code, 0);
+      assert.equal(Deno.statSync(join(rundir, "2.sock")).uid, NOBODY_UID);
+
+      const denied = await vmmctl(rundir, ["pause", "mine"], NOBODY_UID);
+      assert.equal(denied.code, 1, denied.stderr);
+      assert.equal(
+        denied.stderr,
+        `vmmctl: permission denied on ${join(rundir, "1.sock")}: VM "mine" belongs to root\n`,
+      );
+      const st = await vmmctl(rundir, ["status"], NOBODY_UID);
+      assert.match(st.stdout, /^ {4}1 .* 32\.0M .* root {2}running mine$/m);
+      assert.match(st.stdout, / nobody {2}running shared$/m);
+      const allowed = await vmmctl(rundir, ["pause", "shared"], NOBODY_UID);
+      assert.equal(allowed.code, 0, allowed.stderr);
+      assert.match((await vmmctl(rundir, ["status", "shared"])).stdout, / paused shared\n/);
+    } finally {
+      await cleanup();
+    }
+  },
+});
+
+Deno.test("vmctl: load remembers definitions, status lists them stopped, start NAME finds them", async () => {
+  const { rundir, dir, cleanup } = await setUp();
+  try {
+    const defs = join(dir, "defs");
+    await Deno.mkdir(defs);
+    await writeConfig(defs, "web");
+    const load = await vmmctl(rundir, ["load", defs]);
+    assert.equal(load.code, 0, load.stderr);
+    assert.match(load.stdout, /1 VM definitions/);
+    const st = await vmmctl(rundir, ["status", "--json"]);
+    const rows = JSON.parse(st.stdout);
+    assert.deepEqual(rows.map((r: { name: string; state: string }) => [r.name, r.state]), [
+      ["web", "stopped"],
+    ]);
+    const table = await vmmctl(rundir, ["show"]);
+    assert.match(table.stdout, /^ {4}- {5}- {5}1 {3}16\.0M {7}- {7}- {12}- {2}stopped web$/m);
+    await writeConfig(defs, "db");
+    const reload = await vmmctl(rundir, ["reload"]);
+    assert.match(reload.stdout, /2 VM definitions/);
+    const unknown = await vmmctl(rundir, ["start", "nosuch"]);
+    assert.match(unknown.stderr, /^vmmctl: no VM named "nosuch"/);
+    if (KVM) {
+      const start = await vmmctl(rundir, ["start", "web"]);
+      assert.equal(start.code, 0, start.stderr);
+      const after = JSON.parse((await vmmctl(rundir, ["status", "--json"])).stdout);
+      assert.deepEqual(after.map((r: { name: string; state: string }) => [r.name, r.state]), [
+        ["web", "running"],
+        ["db", "stopped"],
+      ]);
+    } else {
+      console.log(NO_KVM_MESSAGE);
+    }
+  } finally {
+    await cleanup();
+  }
+});
+
+Deno.test("vmctl: --help lists the verbs; send/receive say snapshots do not exist", async () => {
+  const help = await vmmctl("/nonexistent", ["--help"]);
+  for (const verb of ["start", "stop", "status", "console", "pause", "unpause", "reset", "wait"]) {
+    assert.match(help.stdout, new RegExp(`^  ${verb} `, "m"));
+  }
+  assert.match(help.stdout, /vmmctl stop \[-f\] \[-w\] \[-a\]/);
+  assert.match(help.stdout, /send .*not supported yet: snapshots do not exist/);
+  const send = await vmmctl("/nonexistent", ["send", "1"]);
+  assert.equal(send.code, 1);
+  assert.equal(send.stderr, "vmmctl: send: not supported yet: snapshots do not exist\n");
+});
