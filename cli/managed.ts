@@ -16,7 +16,7 @@ import { resolve } from "node:path";
 import type { VmConfig } from "../config/schema.ts";
 import { DEMO_GUEST } from "../guests/images.ts";
 import { openProcessLibc } from "../ffi/libc.ts";
-import { VmHost } from "../machine/host.ts";
+import { GuestRequest, VmHost } from "../machine/host.ts";
 import { describeOutcome, exitStatus, type Outcome } from "../machine/machine.ts";
 import {
   type ControlReply,
@@ -651,12 +651,16 @@ class ManagedVm {
     }
     if (this.#state.state === "paused") host.resume(); // a paused guest cannot power off
     this.#setState("stopping");
-    // No vmmci device in this machine yet: the request is the keys typed on the
-    // console (when given); the timeout then forces the VM off.
-    const how = keys
-      ? `typed ${JSON.stringify(keys)} on its console`
-      : "no power-off request channel (no vmmci device)";
-    if (keys) this.#input(new TextEncoder().encode(keys));
+    // The request: vmmci when the guest has a driver for it (OpenBSD, and Linux
+    // guests do not), and the keys typed on the console when given; the timeout
+    // then forces the VM off.
+    const asked: string[] = [];
+    if (host.requestGuest(GuestRequest.SHUTDOWN)) asked.push("sent a vmmci shutdown request");
+    if (keys) {
+      this.#input(new TextEncoder().encode(keys));
+      asked.push(`typed ${JSON.stringify(keys)} on its console`);
+    }
+    const how = asked.length ? asked.join(" and ") : "no way to ask the guest (no vmmci device)";
     clearTimeout(this.#stopTimer);
     this.#stopTimer = setTimeout(() => {
       this.#log?.message(`VM "${name}" did not power off within ${timeoutMs} ms: forcing it off`);

@@ -31,11 +31,16 @@ export interface WorkerRequest {
   kernelImage?: Uint8Array;
   /** A {@link SerialOutputRing}'s buffer: console output is also copied there. */
   outputRing?: SharedArrayBuffer;
+  /** One Int32 slot: a {@link GuestRequest} for the guest's vmmci device (0 when none). */
+  guestRequests?: SharedArrayBuffer;
 }
+
+/** Requests to the guest through its vmmci device (see {@link VmHost.requestGuest}). */
+export const GuestRequest = { NONE: 0, SHUTDOWN: 1, REBOOT: 2 } as const;
 
 /** Worker -> host. */
 export type WorkerReply =
-  | { type: "started"; kickToken: KickToken; boot: string }
+  | { type: "started"; kickToken: KickToken; boot: string; vmmci?: boolean }
   | { type: "outcome"; outcome: Outcome; postCodes: { code: number; atNs: number }[] };
 
 /** Options for {@link VmHost}. */
@@ -62,6 +67,8 @@ export class VmHost {
   #worker?: Worker;
   #token?: KickToken;
   #done = false;
+  readonly #guestRequests = new Int32Array(new SharedArrayBuffer(4));
+  #hasVmmci = false;
   /** POST codes the guest wrote, with timestamps (after the VM ended). */
   postCodes: { code: number; atNs: number }[] = [];
 
@@ -81,6 +88,7 @@ export class VmHost {
       originMs: performance.timeOrigin,
       serial: this.options.serial,
       kernelImage: this.options.kernelImage,
+      guestRequests: this.#guestRequests.buffer as SharedArrayBuffer,
     };
     const onOutput = this.options.onSerialOutput;
     const ring = onOutput ? new SerialOutputRing() : undefined;
@@ -90,6 +98,7 @@ export class VmHost {
         const m = e.data;
         if (m.type === "started") {
           this.#token = m.kickToken;
+          this.#hasVmmci = m.vmmci === true;
           this.options.onStarted?.(m.boot);
           this.#kicker();
         } else {
@@ -171,6 +180,18 @@ export class VmHost {
   /** Resumes a paused vCPU. */
   resume(): void {
     this.control.request(Command.RUN);
+  }
+
+  /**
+   * Asks the guest to shut down or reboot through its vmmci device (the guest
+   * decides; nothing is forced). False when the VM has no vmmci device.
+   */
+  requestGuest(request: typeof GuestRequest.SHUTDOWN | typeof GuestRequest.REBOOT): boolean {
+    if (!this.#hasVmmci || this.#done) return false;
+    Atomics.store(this.#guestRequests, 0, request);
+    this.control.wake();
+    this.kick();
+    return true;
   }
 
   /** Asks the vCPU to stop; the promise from {@link start} then resolves with "stopped". */

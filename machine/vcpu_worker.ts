@@ -14,7 +14,7 @@ import { VcpuControl } from "./control.ts";
 import { Machine, type Outcome } from "./machine.ts";
 import { runLoop } from "./run_loop.ts";
 import { openSerialSink, SerialOutputRing } from "./serial_sink.ts";
-import type { WorkerReply, WorkerRequest } from "./host.ts";
+import { GuestRequest, type WorkerReply, type WorkerRequest } from "./host.ts";
 
 function reply(message: WorkerReply): void {
   self.postMessage(message);
@@ -52,8 +52,23 @@ self.onmessage = (event: MessageEvent<WorkerRequest>) => {
       clock,
       kernelImage: req.kernelImage,
     });
+    const vmmci = machine.virtio?.vmmci;
+    if (vmmci && req.guestRequests) {
+      // Polled with the timers after every exit and wake-up: hands the host's
+      // request to the vmmci device on this thread, where the device lives.
+      const slot = new Int32Array(req.guestRequests);
+      machine.timed.push({
+        poll() {
+          const r = Atomics.exchange(slot, 0, GuestRequest.NONE);
+          if (r === GuestRequest.SHUTDOWN) vmmci.requestShutdown();
+          else if (r === GuestRequest.REBOOT) vmmci.requestReboot();
+        },
+        nextDeadlineNs: () => Infinity,
+      });
+    }
     reply({
       type: "started",
+      vmmci: vmmci !== undefined,
       kickToken: machine.vcpu.kickToken(),
       boot: machine.boot.summary,
     });

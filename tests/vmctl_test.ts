@@ -107,6 +107,10 @@ function stateOf(rundir: string, id: number): { pid: number; tty: string } {
   return JSON.parse(Deno.readTextFileSync(join(rundir, `${id}.json`)));
 }
 
+function readLog(rundir: string, name: string): string {
+  return Deno.readTextFileSync(join(rundir, `${name}.log`));
+}
+
 function logSize(rundir: string, name: string): number {
   return Deno.statSync(join(rundir, `${name}.log`)).size;
 }
@@ -198,6 +202,11 @@ Deno.test({
       assert.equal(done.code, 0);
       assert.match(new TextDecoder().decode(done.stderr), /detached from VM "tick1"/);
 
+      // log verbose: running VMs log their control requests too.
+      const verbose = await vmmctl(rundir, ["log", "verbose"]);
+      assert.equal(verbose.code, 0, verbose.stderr);
+      assert.equal(JSON.parse(Deno.readTextFileSync(join(rundir, "1.json"))).logLevel, "verbose");
+
       // Pause: the log (a copy of the console) stops growing; unpause: it grows again.
       const pause = await vmmctl(rundir, ["pause", "tick1"]);
       assert.equal(pause.code, 0, pause.stderr);
@@ -208,6 +217,22 @@ Deno.test({
       assert.equal((await vmmctl(rundir, ["unpause", "1"])).code, 0);
       await sleep(600);
       assert.ok(logSize(rundir, "tick1") > paused, "no console output after unpause");
+      assert.match(readLog(rundir, "tick1"), /vmmctl: control request: \{"op":"pause"\}/);
+
+      // Reset: the machine is built again in the same process: the guest boots from scratch.
+      assert.equal((await vmmctl(rundir, ["reset", "tick1"])).code, 0);
+      for (
+        let i = 0;
+        i < 100 && !/booting it again[^]*tick 2\r\n/.test(readLog(rundir, "tick1"));
+        i++
+      ) {
+        await sleep(50);
+      }
+      assert.match(
+        readLog(rundir, "tick1"),
+        /booting it again\n(.*\n)?ticker guest\r\ntick 1\r\ntick 2\r\n/,
+      );
+      assert.equal(stateOf(rundir, 1).pid, pid);
 
       // Graceful stop: the ticker powers off when it reads 'q'.
       const stop = await vmmctl(rundir, ["stop", "-w", "--keys", "q", "tick1"]);
@@ -269,10 +294,15 @@ Deno.test({
         stderr: "piped",
       }).spawn();
       await sleep(500);
-      assert.equal((await vmmctl(rundir, ["stop", "--keys", "q", "gamma"])).code, 0);
+      // The ticker has no vmmci driver and gets no keys: forced off after the timeout.
+      const t1 = performance.now();
+      assert.equal((await vmmctl(rundir, ["stop", "--timeout", "1", "gamma"])).code, 0);
       const w = await waiter.output();
+      assert.ok(performance.now() - t1 >= 1000);
       assert.equal(w.code, 0);
-      assert.match(new TextDecoder().decode(w.stderr), /guest powered off/);
+      assert.match(new TextDecoder().decode(w.stderr), /stopped/);
+      assert.match(readLog(rundir, "gamma"), /sent a vmmci shutdown request/);
+      assert.match(readLog(rundir, "gamma"), /did not power off within 1000 ms: forcing it off/);
       assertNothingLeft(rundir, 1, gamma.pid);
     } finally {
       await cleanup();
