@@ -33,19 +33,28 @@ export interface ChildOptions {
 }
 
 const RUSAGE_CHILDREN = -1;
+const RUSAGE_THREAD = 1;
 let rusageLib: { symbols: { getrusage: (who: number, buf: Uint8Array) => number } } | undefined;
 
-/** CPU ms (user + system) of all reaped children so far, from getrusage(RUSAGE_CHILDREN). */
-export function childrenCpuMs(): number {
+function rusage(who: number): { userMs: number; sysMs: number } {
   rusageLib ??= Deno.dlopen(findLibcPath(), {
     getrusage: { parameters: ["i32", "buffer"], result: "i32" },
   });
   // struct rusage starts with ru_utime and ru_stime, two struct timevals (LP64: 16 bytes each).
   const buf = new Uint8Array(144);
-  if (rusageLib.symbols.getrusage(RUSAGE_CHILDREN, buf) !== 0) {
-    throw new Error("getrusage(RUSAGE_CHILDREN) failed");
-  }
-  return timevalMs(buf, 0) + timevalMs(buf, 16);
+  if (rusageLib.symbols.getrusage(who, buf) !== 0) throw new Error(`getrusage(${who}) failed`);
+  return { userMs: timevalMs(buf, 0), sysMs: timevalMs(buf, 16) };
+}
+
+/** CPU ms (user + system) of all reaped children so far, from getrusage(RUSAGE_CHILDREN). */
+export function childrenCpuMs(): number {
+  const r = rusage(RUSAGE_CHILDREN);
+  return r.userMs + r.sysMs;
+}
+
+/** User and system CPU ms of the calling thread so far (getrusage(RUSAGE_THREAD), Linux). */
+export function threadCpuMs(): { userMs: number; sysMs: number } {
+  return rusage(RUSAGE_THREAD);
 }
 
 /** A struct timeval (two 64-bit fields) at `offset`, in ms. */

@@ -17,14 +17,18 @@ import { createAccel } from "../accel/select.ts";
 import type { Accel } from "../accel/types.ts";
 import type { VmConfig } from "../config/schema.ts";
 import type { BusDevice } from "../devices/device.ts";
-import { openLibc } from "../ffi/libc.ts";
+import { findLibcPath, openLibc } from "../ffi/libc.ts";
+import * as abi from "../accel/kvm/abi.ts";
+import type { KvmAccel, KvmVcpu } from "../accel/kvm/kvm.ts";
 import { guestPath } from "../guests/images.ts";
 import { VcpuControl } from "../machine/control.ts";
 import { Machine, type Outcome } from "../machine/machine.ts";
 import { runLoop } from "../machine/run_loop.ts";
 import { measuredRow, type Row, skippedRow } from "./report.ts";
+import { ScriptedPioAccel } from "./fake_vcpu.ts";
 import { snapshotMachine } from "./snapshot.ts";
-import { mapStat, summarize } from "./stats.ts";
+import { threadCpuMs } from "./child.ts";
+import { mapStat, median, summarize } from "./stats.ts";
 
 /** The MMIO address bench_mmio writes (guests/bench_mmio.asm BENCH_MMIO_ADDR). */
 export const BENCH_MMIO_ADDR = 0x3000_0000;
@@ -67,6 +71,10 @@ export interface ExitRun {
   countedMs: number;
   /** ms of the whole run loop. */
   loopMs: number;
+  /** User-space CPU ms of the vCPU thread over the counted part (the VMM's own work). */
+  userMs: number;
+  /** Kernel CPU ms over the counted part (KVM_RUN, the exit, the nested hypervisor). */
+  sysMs: number;
 }
 
 /** A device that counts accesses and notes when the first came; delegates to `inner`. */
@@ -74,15 +82,20 @@ function timedDevice(name: string, inner?: BusDevice) {
   const t = {
     counted: 0,
     firstMs: 0,
+    cpu: { userMs: 0, sysMs: 0 },
+    first() {
+      t.cpu = threadCpuMs();
+      t.firstMs = performance.now();
+    },
     device: {
       name,
       read(offset: number, data: Uint8Array) {
-        if (t.counted++ === 0) t.firstMs = performance.now();
+        if (t.counted++ === 0) t.first();
         if (inner) inner.read(offset, data);
         else data.fill(0);
       },
       write(offset: number, data: Uint8Array) {
-        if (t.counted++ === 0) t.firstMs = performance.now();
+        if (t.counted++ === 0) t.first();
         inner?.write(offset, data);
       },
     } satisfies BusDevice,
@@ -122,8 +135,122 @@ export function runOurs(accel: Accel, g: ExitGuest, n: number): ExitRun {
     const t0 = performance.now();
     const outcome = runLoop(m, new VcpuControl());
     const t1 = performance.now();
+    const cpu = threadCpuMs();
     checkOutcome(outcome, g);
-    return { counted: timed.counted, countedMs: t1 - timed.firstMs, loopMs: t1 - t0 };
+    return {
+      counted: timed.counted,
+      countedMs: t1 - timed.firstMs,
+      loopMs: t1 - t0,
+      userMs: cpu.userMs - timed.cpu.userMs,
+      sysMs: cpu.sysMs - timed.cpu.sysMs,
+    };
+  } finally {
+    m.close();
+  }
+}
+
+const RUN = abi.kvm_run;
+const RUN_EXIT_REASON = RUN.offsetOf("exit_reason");
+const RUN_IO_DIRECTION = RUN.offsetOf("io.direction");
+const RUN_IO_SIZE = RUN.offsetOf("io.size");
+const RUN_IO_PORT = RUN.offsetOf("io.port");
+const RUN_IO_COUNT = RUN.offsetOf("io.count");
+const RUN_IO_DATA_OFFSET = RUN.offsetOf("io.data_offset");
+const RUN_MMIO_PHYS_ADDR = RUN.offsetOf("mmio.phys_addr");
+const RUN_MMIO_IS_WRITE = RUN.offsetOf("mmio.is_write");
+const RUN_MMIO_DATA = RUN.offsetOf("mmio.data");
+
+let rawIoctl: { symbols: { ioctl: (fd: number, req: bigint, arg: bigint) => number } } | undefined;
+
+/**
+ * kvm_loop.c's loop written in TypeScript: raw KVM_RUN through one FFI
+ * symbol and DataView reads of kvm_run, no run loop, bus or device model.
+ * It runs vmmctl's machine (built by the loader) and tells how much of the
+ * gap to C is FFI and V8 and how much is vmmctl's own run loop.
+ */
+export function runMinimalDeno(accel: Accel, g: ExitGuest, n: number): ExitRun {
+  const m = buildExitMachine(accel, g, n);
+  const libc = openLibc();
+  rawIoctl ??= Deno.dlopen(findLibcPath(), {
+    ioctl: { name: "ioctl", parameters: ["i32", "u64", "u64"], result: "i32" },
+  });
+  const ioctl = rawIoctl.symbols.ioctl;
+  const vcpu = m.vcpu as KvmVcpu;
+  const size = libc.ioctl((accel as KvmAccel).fd, abi.KVM_GET_VCPU_MMAP_SIZE, 0);
+  const c = libc.consts;
+  // A second mapping of the same kvm_run page (the back-end keeps its own private).
+  const mapping = libc.mmap(size, c.PROT_READ | c.PROT_WRITE, c.MAP_SHARED, vcpu.fd, 0);
+  try {
+    const run = mapping.bytes;
+    const v = new DataView(run.buffer, run.byteOffset, run.length);
+    const KVM_RUN = BigInt(abi.KVM_RUN.value);
+    const fd = vcpu.fd;
+    let counted = 0;
+    let firstMs = 0;
+    let cpu0 = { userMs: 0, sysMs: 0 };
+    let status = -1;
+    const t0 = performance.now();
+    while (status < 0) {
+      if (ioctl(fd, KVM_RUN, 0n) < 0) continue; // EINTR: nothing kicks this loop
+      const reason = v.getUint32(RUN_EXIT_REASON, true);
+      if (reason === abi.KVM_EXIT_IO) {
+        const port = v.getUint16(RUN_IO_PORT, true);
+        const at = Number(v.getBigUint64(RUN_IO_DATA_OFFSET, true));
+        if (port === 0x80 && counted++ === 0) {
+          cpu0 = threadCpuMs();
+          firstMs = performance.now();
+        }
+        if (v.getUint8(RUN_IO_DIRECTION) === abi.KVM_EXIT_IO_OUT) {
+          if (port === EXIT_PORT) status = run[at];
+        } else {
+          const bytes = v.getUint8(RUN_IO_SIZE) * v.getUint32(RUN_IO_COUNT, true);
+          run.fill(port === 0x3fd ? 0x60 : 0xff, at, at + bytes);
+        }
+      } else if (reason === abi.KVM_EXIT_MMIO) {
+        if (
+          Number(v.getBigUint64(RUN_MMIO_PHYS_ADDR, true)) === BENCH_MMIO_ADDR && counted++ === 0
+        ) {
+          cpu0 = threadCpuMs();
+          firstMs = performance.now();
+        }
+        if (!v.getUint8(RUN_MMIO_IS_WRITE)) run.fill(0, RUN_MMIO_DATA, RUN_MMIO_DATA + 8);
+      } else {
+        throw new Error(`minimal Deno loop: unexpected exit ${abi.kvmExitName(reason)}`);
+      }
+    }
+    const t1 = performance.now();
+    const cpu1 = threadCpuMs();
+    if (status !== g.exitValue) {
+      throw new Error(`minimal Deno loop: ${g.guest} wrote ${status}, not ${g.exitValue}`);
+    }
+    return {
+      counted,
+      countedMs: t1 - firstMs,
+      loopMs: t1 - t0,
+      userMs: cpu1.userMs - cpu0.userMs,
+      sysMs: cpu1.sysMs - cpu0.sysMs,
+    };
+  } finally {
+    libc.munmap(mapping);
+    m.close();
+  }
+}
+
+/** ns per exit of vmmctl's run loop on {@link ScriptedPioAccel} (JavaScript only, no KVM). */
+export function runLoopJsCostNs(n: number): number {
+  const g = EXIT_GUESTS[0];
+  const m = new Machine({
+    config: benchConfig(guestPath(g.guest), ""),
+    accel: new ScriptedPioAccel(n, EXIT_PORT, g.exitValue),
+    serialOut: () => {},
+    // The loader still runs: the scripted vCPU ignores what it loaded.
+  });
+  try {
+    const t0 = performance.now();
+    const outcome = runLoop(m, new VcpuControl());
+    const t1 = performance.now();
+    checkOutcome(outcome, g);
+    return ((t1 - t0) * 1e6) / (n + 1);
   } finally {
     m.close();
   }
@@ -136,6 +263,8 @@ interface CLoopOutput {
   countedExits: number;
   loopNs: number;
   countedNs: number;
+  countedUserNs: number;
+  countedSysNs: number;
 }
 
 /** Compiles bench/c/kvm_loop.c into `dir`; undefined (with the reason) when there is no cc. */
@@ -187,7 +316,13 @@ export async function runC(loop: string, snapshot: string, g: ExitGuest): Promis
       `kvm_loop: ${g.guest} wrote ${out.status} to the exit port, not ${g.exitValue}`,
     );
   }
-  return { counted: out.countedExits, countedMs: out.countedNs / 1e6, loopMs: out.loopNs / 1e6 };
+  return {
+    counted: out.countedExits,
+    countedMs: out.countedNs / 1e6,
+    loopMs: out.loopNs / 1e6,
+    userMs: out.countedUserNs / 1e6,
+    sysMs: out.countedSysNs / 1e6,
+  };
 }
 
 /** Options of {@link benchExits}. */
@@ -200,11 +335,23 @@ export interface ExitBenchOptions {
   tempDir: string;
   /** Back-ends to measure besides "kvm". */
   extraAccels: AccelChoice[];
+  /** Exits per run on the extra back-ends (they can be far slower). */
+  extraCount: number;
   log: (line: string) => void;
 }
 
 function firstLine(e: unknown): string {
   return (e instanceof Error ? e.message : String(e)).split("\n")[0];
+}
+
+/** "user/sys µs per exit: vmmctl 1.2/6.8, C 0.1/7.0" (medians). */
+function cpuSplit(ours: ExitRun[], c: ExitRun[]): string {
+  const per = (runs: ExitRun[], k: "userMs" | "sysMs") =>
+    median(runs.map((r) => (r[k] * 1000) / r.counted)).toFixed(2);
+  const part = (label: string, runs: ExitRun[]) =>
+    `${label} ${per(runs, "userMs")}/${per(runs, "sysMs")}`;
+  return `CPU user/sys µs per exit: ${part("vmmctl", ours)}` +
+    (c.length ? `, ${part("C", c)}` : "");
 }
 
 const usPerExit = (r: ExitRun) => (r.countedMs * 1000) / r.counted;
@@ -233,6 +380,7 @@ export async function benchExits(o: ExitBenchOptions): Promise<Row[]> {
     if (o.cLoop.path) writeSnapshot(kvm, g, o.count, snapshot);
     const ours: ExitRun[] = [];
     const c: ExitRun[] = [];
+    const minimal: ExitRun[] = [];
     const extra = new Map<AccelChoice, ExitRun[] | string>();
     for (const [name, a] of extras) {
       if (typeof a === "string") extra.set(name, a);
@@ -250,18 +398,27 @@ export async function benchExits(o: ExitBenchOptions): Promise<Row[]> {
     for (let i = 0; i < o.reps; i++) {
       if (o.cLoop.path) c.push(await runC(o.cLoop.path, snapshot, g));
       ours.push(runOurs(kvm, g, o.count));
+      minimal.push(runMinimalDeno(kvm, g, o.count));
       for (const [name, runs] of extra) {
-        if (typeof runs !== "string") runs.push(runOurs(extras.get(name) as Accel, g, o.count));
+        if (typeof runs !== "string") {
+          runs.push(runOurs(extras.get(name) as Accel, g, o.extraCount));
+        }
       }
       o.log(
-        `  ${g.kind} rep ${i + 1}/${o.reps}: vmmctl ${usPerExit(ours[i]).toFixed(2)} µs` +
+        `  ${g.kind} rep ${i + 1}/${o.reps}: vmmctl ${usPerExit(ours[i]).toFixed(2)} µs, ` +
+          `minimal Deno ${usPerExit(minimal[i]).toFixed(2)} µs` +
           (c[i] ? `, C ${usPerExit(c[i]).toFixed(2)} µs` : ""),
       );
     }
     const extraRuns = [...extra.values()].filter((v) => typeof v !== "string").flat();
-    for (const r of [...ours, ...c, ...extraRuns]) {
-      if (r.counted !== o.count) {
-        throw new Error(`${g.guest}: ${r.counted} hammered exits counted, not ${o.count}`);
+    for (const [r, want] of [...ours, ...c, ...minimal].map((r) => [r, o.count] as const)) {
+      if (r.counted !== want) {
+        throw new Error(`${g.guest}: ${r.counted} hammered exits counted, not ${want}`);
+      }
+    }
+    for (const r of extraRuns) {
+      if (r.counted !== o.extraCount) {
+        throw new Error(`${g.guest}: ${r.counted} hammered exits counted, not ${o.extraCount}`);
       }
     }
     const ref = c.length ? summarize(c.map(usPerExit)) : undefined;
@@ -277,9 +434,22 @@ export async function benchExits(o: ExitBenchOptions): Promise<Row[]> {
       ours: oursStat,
       reference: ref,
       referenceName: refName,
-      note: noRef ??
+      note: (noRef ??
         `${Math.round(rate).toLocaleString("en-US")} exits/s vs C ` +
-          `${Math.round(1e6 / ref!.median).toLocaleString("en-US")}; target: within 1.10x of C`,
+          `${Math.round(1e6 / ref!.median).toLocaleString("en-US")}; target: within 1.10x of C; `) +
+        cpuSplit(ours, c),
+    }));
+    rows.push(measuredRow({
+      section: "exits",
+      name: `${g.kind} exit round trip (${g.guest}, minimal Deno FFI loop, no vmmctl run loop)`,
+      unit: "µs",
+      better: "lower",
+      ours: summarize(minimal.map(usPerExit)),
+      reference: ref,
+      referenceName: refName,
+      note: (noRef ? `${noRef}; ` : "") +
+        "diagnostic: kvm_loop.c's loop in TypeScript on the same machine; " +
+        cpuSplit(minimal, []).replace("vmmctl", "Deno"),
     }));
     for (const [name, runs] of extra) {
       const label = `${g.kind} exit round trip (${g.guest}, ${name})`;

@@ -87,6 +87,7 @@ async function runSection(name: Section, ctx: SectionContext): Promise<Row[]> {
         cLoop: await compileKvmLoop(ctx.tempDir),
         tempDir: ctx.tempDir,
         extraAccels: ["openbsd-on-kvm"],
+        extraCount: Math.max(1000, ctx.plan.exitCount / 10),
         log: ctx.log,
       });
     case "boot":

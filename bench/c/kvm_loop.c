@@ -9,9 +9,10 @@
  * other port reads all ones, writes are dropped; MMIO reads are zero, writes
  * dropped. The run ends at the first write to the snapshot's exit port.
  *
- * Output: one JSON object on stdout with the exit counts and the times (ns)
+ * Output: one JSON object on stdout with the exit counts, the times (ns)
  * from the first KVM_RUN and from the first "counted" exit (the snapshot's
- * benchmark port or MMIO address) to the exit-port write.
+ * benchmark port or MMIO address) to the exit-port write, and the thread's
+ * user and system CPU time over the latter.
  *
  * Build: cc -O2 -o kvm_loop kvm_loop.c      Run: kvm_loop SNAPSHOT
  */
@@ -25,6 +26,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -56,6 +58,14 @@ static uint64_t now_ns(void) {
   struct timespec t;
   clock_gettime(CLOCK_MONOTONIC, &t);
   return (uint64_t)t.tv_sec * 1000000000ULL + (uint64_t)t.tv_nsec;
+}
+
+/* User and system CPU ns of this thread. */
+static void cpu_ns(uint64_t *user, uint64_t *sys) {
+  struct rusage r;
+  getrusage(RUSAGE_THREAD, &r);
+  *user = (uint64_t)r.ru_utime.tv_sec * 1000000000ULL + (uint64_t)r.ru_utime.tv_usec * 1000ULL;
+  *sys = (uint64_t)r.ru_stime.tv_sec * 1000000000ULL + (uint64_t)r.ru_stime.tv_usec * 1000ULL;
 }
 
 static FILE *snap;
@@ -162,6 +172,7 @@ int main(int argc, char **argv) {
 
   uint64_t exits = 0, pio = 0, mmio = 0, counted = 0;
   uint64_t t_start = now_ns(), t_first = 0;
+  uint64_t user0 = 0, sys0 = 0, user1, sys1;
   int status = -1;
   while (status < 0) {
     if (ioctl(vcpu, KVM_RUN, 0) < 0) {
@@ -174,7 +185,10 @@ int main(int argc, char **argv) {
         uint8_t *data = (uint8_t *)run + run->io.data_offset;
         uint32_t bytes = run->io.size * run->io.count;
         pio++;
-        if (run->io.port == count_port && counted++ == 0) t_first = now_ns();
+        if (run->io.port == count_port && counted++ == 0) {
+          t_first = now_ns();
+          cpu_ns(&user0, &sys0);
+        }
         if (run->io.direction == KVM_EXIT_IO_OUT) {
           if (run->io.port == exit_port) {
             status = data[0];
@@ -186,7 +200,10 @@ int main(int argc, char **argv) {
       }
       case KVM_EXIT_MMIO:
         mmio++;
-        if (run->mmio.phys_addr == count_mmio && counted++ == 0) t_first = now_ns();
+        if (run->mmio.phys_addr == count_mmio && counted++ == 0) {
+          t_first = now_ns();
+          cpu_ns(&user0, &sys0);
+        }
         if (!run->mmio.is_write) memset(run->mmio.data, 0, sizeof run->mmio.data);
         break;
       default:
@@ -196,11 +213,14 @@ int main(int argc, char **argv) {
     }
   }
   uint64_t t_end = now_ns();
+  cpu_ns(&user1, &sys1);
   printf("{\"status\":%d,\"exits\":%llu,\"pioExits\":%llu,\"mmioExits\":%llu,"
-         "\"countedExits\":%llu,\"loopNs\":%llu,\"countedNs\":%llu}\n",
+         "\"countedExits\":%llu,\"loopNs\":%llu,\"countedNs\":%llu,"
+         "\"countedUserNs\":%llu,\"countedSysNs\":%llu}\n",
          status, (unsigned long long)exits, (unsigned long long)pio,
          (unsigned long long)mmio, (unsigned long long)counted,
          (unsigned long long)(t_end - t_start),
-         (unsigned long long)(counted ? t_end - t_first : 0));
+         (unsigned long long)(counted ? t_end - t_first : 0),
+         (unsigned long long)(user1 - user0), (unsigned long long)(sys1 - sys0));
   return 0;
 }
