@@ -469,5 +469,15 @@ export async function benchExits(o: ExitBenchOptions): Promise<Row[]> {
       }));
     }
   }
+  const js: number[] = [];
+  for (let i = 0; i < o.reps; i++) js.push(runLoopJsCostNs(Math.max(o.count, 200_000)));
+  rows.push(measuredRow({
+    section: "exits",
+    name: "vmmctl run loop's own cost per PIO exit (scripted vCPU, no KVM)",
+    unit: "ns",
+    better: "lower",
+    ours: summarize(js),
+    note: "diagnostic: timers, interrupt checks, dispatch, bus and POST device, in JavaScript",
+  }));
   return rows;
 }
