@@ -23,7 +23,7 @@ import {
 } from "../machine/layout.ts";
 
 /** The kernel formats the loaders recognise. */
-export type KernelFormat = "bzimage" | "multiboot" | "elf64" | "elf32" | "pvh";
+export type KernelFormat = "bzimage" | "multiboot" | "elf64" | "elf32" | "pvh" | "openbsd";
 
 /** What a loader needs to place a kernel. */
 export interface LoadOptions {

@@ -2,9 +2,10 @@
  * Kernel format detection and the one entry point machine code calls:
  * {@link loadKernel}.
  *
- * Order (as QEMU's `-kernel`): a bzImage ("HdrS" setup header) first, then a
- * Multiboot v1 header (which wins over plain ELF, like GRUB and QEMU), then
- * ELF with the PVH note, then plain ELF64 / ELF32.
+ * Order (as QEMU's `-kernel`): a bzImage ("HdrS" setup header) first, then an
+ * OpenBSD kernel (ELF, gzipped or not, with the "OpenBSD" note: loaded as
+ * vmd does), then a Multiboot v1 header (which wins over plain ELF, like GRUB
+ * and QEMU), then ELF with the PVH note, then plain ELF64 / ELF32.
  *
  * @example
  * ```ts
@@ -25,6 +26,7 @@ import { type KernelFormat, LoaderError, type LoadOptions, type LoadResult } fro
 import { isBzImage, loadBzImage } from "./bzimage.ts";
 import { elfClass, loadElf, parseElf, pvhEntry } from "./elf.ts";
 import { findMultibootHeader, loadMultiboot } from "./multiboot.ts";
+import { isOpenbsdKernel, loadOpenbsd } from "./openbsd.ts";
 
 export { type KernelFormat, LoaderError, type LoadOptions, type LoadResult } from "./common.ts";
 export type { UsedRange } from "./common.ts";
@@ -32,6 +34,7 @@ export type { UsedRange } from "./common.ts";
 /** The format of a kernel image, or undefined when it is none we load. */
 export function detectKernelFormat(data: Uint8Array): KernelFormat | undefined {
   if (isBzImage(data)) return "bzimage";
+  if (isOpenbsdKernel(data)) return "openbsd";
   if (findMultibootHeader(data)) return "multiboot";
   const cls = elfClass(data);
   if (cls === undefined) return undefined;
@@ -56,6 +59,8 @@ export function loadKernel(data: Uint8Array, options: LoadOptions): LoadResult {
         return loadBzImage(data, options);
       case "multiboot":
         return loadMultiboot(data, options);
+      case "openbsd":
+        return loadOpenbsd(data, options);
       case "pvh":
       case "elf64":
       case "elf32":
