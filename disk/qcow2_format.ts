@@ -30,9 +30,9 @@ export const QCOW2_HEADER_V2_BYTES = 72;
 export const QCOW2_HEADER_V3_MIN_BYTES = 104;
 /** The header length we write for new version 3 images (includes compression_type, padded). */
 export const QCOW2_HEADER_V3_BYTES = 112;
-/** Smallest and largest cluster_bits (512 bytes to 2 MiB, QEMU's limit). */
+/** Smallest cluster_bits (512-byte clusters). */
 export const QCOW2_MIN_CLUSTER_BITS = 9;
-/** Largest cluster_bits we open (2 MiB clusters). */
+/** Largest cluster_bits we open (2 MiB clusters, QEMU's limit). */
 export const QCOW2_MAX_CLUSTER_BITS = 21;
 /** Longest backing file name. */
 export const QCOW2_MAX_BACKING_NAME_BYTES = 1023;
@@ -45,69 +45,101 @@ export const QCOW2_MAX_REFCOUNT_ORDER = 6;
 /** refcount_order of version 2 images and QEMU's default (16-bit refcounts). */
 export const QCOW2_DEFAULT_REFCOUNT_ORDER = 4;
 
-// Header field offsets.
+/** Header byte offset of magic. */
 export const QCOW2_HDR_MAGIC = 0;
+/** Header byte offset of version. */
 export const QCOW2_HDR_VERSION = 4;
+/** Header byte offset of backing_file_offset. */
 export const QCOW2_HDR_BACKING_FILE_OFFSET = 8;
+/** Header byte offset of backing_file_size. */
 export const QCOW2_HDR_BACKING_FILE_SIZE = 16;
+/** Header byte offset of cluster_bits. */
 export const QCOW2_HDR_CLUSTER_BITS = 20;
+/** Header byte offset of size. */
 export const QCOW2_HDR_SIZE = 24;
+/** Header byte offset of crypt_method. */
 export const QCOW2_HDR_CRYPT_METHOD = 32;
+/** Header byte offset of l1_size. */
 export const QCOW2_HDR_L1_SIZE = 36;
+/** Header byte offset of l1_table_offset. */
 export const QCOW2_HDR_L1_TABLE_OFFSET = 40;
+/** Header byte offset of refcount_table_offset. */
 export const QCOW2_HDR_REFCOUNT_TABLE_OFFSET = 48;
+/** Header byte offset of refcount_table_clusters. */
 export const QCOW2_HDR_REFCOUNT_TABLE_CLUSTERS = 56;
+/** Header byte offset of nb_snapshots. */
 export const QCOW2_HDR_NB_SNAPSHOTS = 60;
+/** Header byte offset of snapshots_offset. */
 export const QCOW2_HDR_SNAPSHOTS_OFFSET = 64;
+/** Header byte offset of incompatible_features. */
 export const QCOW2_HDR_INCOMPATIBLE_FEATURES = 72;
+/** Header byte offset of compatible_features. */
 export const QCOW2_HDR_COMPATIBLE_FEATURES = 80;
+/** Header byte offset of autoclear_features. */
 export const QCOW2_HDR_AUTOCLEAR_FEATURES = 88;
+/** Header byte offset of refcount_order. */
 export const QCOW2_HDR_REFCOUNT_ORDER = 96;
+/** Header byte offset of header_length. */
 export const QCOW2_HDR_HEADER_LENGTH = 100;
+/** Header byte offset of compression_type. */
 export const QCOW2_HDR_COMPRESSION_TYPE = 104;
 
-/** Header extension types. */
+/** Header extension type: end of the extension area. */
 export const QCOW2_EXT_END = 0x00000000;
+/** Header extension type: backing file format name. */
 export const QCOW2_EXT_BACKING_FORMAT = 0xe2792aca;
+/** Header extension type: feature name table. */
 export const QCOW2_EXT_FEATURE_TABLE = 0x6803f857;
+/** Header extension type: bitmaps. */
 export const QCOW2_EXT_BITMAPS = 0x23852875;
+/** Header extension type: full disk encryption header pointer. */
 export const QCOW2_EXT_CRYPTO = 0x0537be77;
+/** Header extension type: external data file name. */
 export const QCOW2_EXT_DATA_FILE = 0x44415441;
 
-/** Incompatible feature bits (bit numbers). */
+/** Incompatible feature bit: dirty (refcounts may be stale). */
 export const QCOW2_INCOMPAT_DIRTY = 0;
+/** Incompatible feature bit: corrupt (no writes until repaired). */
 export const QCOW2_INCOMPAT_CORRUPT = 1;
+/** Incompatible feature bit: guest data lives in an external data file. */
 export const QCOW2_INCOMPAT_DATA_FILE = 2;
+/** Incompatible feature bit: compression_type is not zlib. */
 export const QCOW2_INCOMPAT_COMPRESSION = 3;
+/** Incompatible feature bit: extended L2 entries (subclusters). */
 export const QCOW2_INCOMPAT_EXTL2 = 4;
-/** Compatible feature bits. */
+/** Compatible feature bit: lazy refcounts. */
 export const QCOW2_COMPAT_LAZY_REFCOUNTS = 0;
-/** Auto-clear feature bits. */
+/** Auto-clear feature bit: the bitmaps extension is consistent. */
 export const QCOW2_AUTOCLEAR_BITMAPS = 0;
+/** Auto-clear feature bit: the external data file is a valid raw image. */
 export const QCOW2_AUTOCLEAR_DATA_FILE_RAW = 1;
 
-/** Feature bitmap selectors of the feature name table. */
+/** Feature name table bitmap selector: incompatible. */
 export const QCOW2_FEAT_TYPE_INCOMPATIBLE = 0;
+/** Feature name table bitmap selector: compatible. */
 export const QCOW2_FEAT_TYPE_COMPATIBLE = 1;
+/** Feature name table bitmap selector: autoclear. */
 export const QCOW2_FEAT_TYPE_AUTOCLEAR = 2;
 /** Bytes per feature name table entry (type, bit, 46-byte name). */
 export const QCOW2_FEATURE_ENTRY_BYTES = 48;
 
-/** crypt_method values. */
+/** crypt_method value: none. */
 export const QCOW2_CRYPT_NONE = 0;
+/** crypt_method value: AES-CBC. */
 export const QCOW2_CRYPT_AES = 1;
+/** crypt_method value: LUKS. */
 export const QCOW2_CRYPT_LUKS = 2;
 
-/** compression_type values. */
+/** compression_type value: zlib (raw deflate). */
 export const QCOW2_COMPRESSION_ZLIB = 0;
+/** compression_type value: zstd. */
 export const QCOW2_COMPRESSION_ZSTD = 1;
 
-/**
- * Table entry flags, as bits of the entry's high 32-bit word (bit 63 and 62
- * of the 64-bit entry), and of its low word (bit 0).
- */
+/** Entry bit 63 (in the high 32-bit word): refcount is exactly 1, write in place. */
 export const QCOW2_OFLAG_COPIED_HI = 0x80000000;
+/** L2 entry bit 62 (in the high word): compressed cluster. */
 export const QCOW2_OFLAG_COMPRESSED_HI = 0x40000000;
+/** L2 entry bit 0 (in the low word, version 3): the cluster reads as zeros. */
 export const QCOW2_OFLAG_ZERO_LO = 0x1;
 /** Host offset bits 9-55: the high word keeps bits 32-55. */
 export const QCOW2_OFFSET_MASK_HI = 0x00ffffff;

@@ -237,6 +237,7 @@ for (
     ["v3, 512-byte clusters, 1-bit refcounts", ["cluster_size=512", "refcount_bits=1"], 300, 5000],
     ["v3, 1 KiB clusters, 2-bit refcounts", ["cluster_size=1024", "refcount_bits=2"], 200, 5000],
     ["v3, 4 KiB clusters, 64-bit refcounts", ["cluster_size=4096", "refcount_bits=64"], 200, 20000],
+    ["v3, preallocation=metadata", ["cluster_size=4096", "preallocation=metadata"], 200, 20000],
   ] as const
 ) {
   Deno.test({
