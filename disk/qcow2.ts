@@ -243,8 +243,8 @@ export class Qcow2Image implements DiskImage {
   }
 
   /**
-   * Opens a qcow2 image over an open file (read-only when the file is); the
-   * image owns the file from now on.
+   * Opens a qcow2 image over an open file (read-only when the file is). On
+   * success the image owns the file; on failure the caller still closes it.
    *
    * @throws {DiskFormatError} for invalid or unsupported images
    * @throws {DiskOpenError} when a backing file cannot be opened
