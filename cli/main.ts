@@ -23,6 +23,7 @@ import {
 import { logCommand } from "./log.ts";
 import { loadCommand, reloadCommand } from "./load.ts";
 import { runVmProcess, VM_PROCESS_COMMAND } from "./managed.ts";
+import { importCommand } from "./import.ts";
 import {
   type Command,
   commandHelp,
@@ -53,6 +54,7 @@ export const COMMANDS: readonly Command[] = [
   logCommand,
   loadCommand,
   reloadCommand,
+  importCommand,
   sendCommand,
   receiveCommand,
 ];

@@ -10,6 +10,8 @@ import { join } from "node:path";
 import { guestPath } from "../guests/images.ts";
 import { openProcessLibc } from "../ffi/libc.ts";
 import { STATUS_HEADER } from "../cli/status.ts";
+import { importVmConf } from "../cli/vmconf_import.ts";
+import { parseConfig } from "../config/parse.ts";
 import { kvmAvailable, NO_KVM_MESSAGE } from "./boot.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
@@ -396,3 +398,64 @@ Deno.test("vmctl: --help lists the verbs; send/receive say snapshots do not exis
   assert.equal(send.code, 1);
   assert.equal(send.stderr, "vmmctl: send: not supported yet: snapshots do not exist\n");
 });
+
+Deno.test("vmctl: import writes NAME.toml files that check and load accept", async () => {
+  const { rundir, dir, cleanup } = await setUp();
+  try {
+    const disk = join(dir, "web.img");
+    await Deno.writeFile(disk, new Uint8Array(4096));
+    const conf = join(dir, "vm.conf");
+    await Deno.writeTextFile(
+      conf,
+      `kern = "${guestPath("ticker")}"\n` +
+        'vm "web" {\n  boot $kern\n  disk "web.img"\n  memory 64M\n  cdrom "/iso/x.iso"\n}\n' +
+        'vm "db" {\n  boot $kern\n  disable\n}\n',
+    );
+    const out = join(dir, "defs");
+    const imp = await vmmctl(rundir, ["import", "-o", out, conf]);
+    assert.equal(imp.code, 0, imp.stderr);
+    assert.equal(imp.stdout, `vmmctl: wrote ${out}/web.toml\nvmmctl: wrote ${out}/db.toml\n`);
+    assert.match(
+      imp.stderr,
+      /^vmmctl: warning: .*vm\.conf:6: vm "web": cdrom "\/iso\/x\.iso": not converted/m,
+    );
+    for (const name of ["web", "db"]) {
+      const check = await vmmctl(rundir, ["check", join(out, `${name}.toml`)]);
+      assert.equal(check.code, 0, check.stderr);
+    }
+    assert.match(Deno.readTextFileSync(join(out, "web.toml")), new RegExp(`path = "${disk}"`));
+    const again = await vmmctl(rundir, ["import", "-o", out, conf]);
+    assert.equal(again.code, 1);
+    assert.match(again.stderr, /web\.toml" exists; use --force to overwrite it/);
+    assert.equal((await vmmctl(rundir, ["load", out])).code, 0);
+    const rows = JSON.parse((await vmmctl(rundir, ["status", "--json"])).stdout);
+    assert.deepEqual(rows.map((r: { name: string }) => r.name), ["db", "web"]);
+  } finally {
+    await cleanup();
+  }
+});
+
+const CORPUS = new URL("./vmconf/", import.meta.url).pathname;
+
+/** The import of one corpus file as text: warnings, errors, then each NAME.toml. */
+function importTranscript(confPath: string): string {
+  const result = importVmConf(Deno.readTextFileSync(confPath), { path: confPath });
+  const out = ["=== warnings", ...result.warnings, "=== errors", ...result.errors];
+  for (const vm of result.vms) {
+    // Every converted file passes `vmmctl check`'s validation (files need not exist).
+    const { config, errors } = parseConfig(vm.toml, { baseDir: CORPUS, checkFiles: false });
+    assert.deepEqual(errors, [], `${vm.name}.toml`);
+    assert.equal(config!.vm.name, vm.name);
+    out.push(`=== ${vm.name}.toml`, vm.toml.trimEnd());
+  }
+  return out.join("\n").replaceAll(CORPUS, "<corpus>/") + "\n";
+}
+
+for (const entry of [...Deno.readDirSync(CORPUS)].filter((e) => e.name.endsWith(".conf"))) {
+  Deno.test(`vmctl: import of tests/vmconf/${entry.name}`, () => {
+    const transcript = importTranscript(join(CORPUS, entry.name));
+    const expectedPath = join(CORPUS, entry.name.replace(/\.conf$/, ".expected"));
+    if (Deno.env.get("VMCONF_UPDATE") === "1") Deno.writeTextFileSync(expectedPath, transcript);
+    assert.equal(transcript, Deno.readTextFileSync(expectedPath));
+  });
+}
