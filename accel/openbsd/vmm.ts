@@ -369,19 +369,24 @@ function hex(n: number | bigint): string {
 }
 
 /**
- * The ranges a VM gets: the RAM ranges, plus the parts of the PCI hole
- * [`holeBase`, 4 GiB) no RAM covers as VM_MEM_MMIO, so accesses there exit
- * as MMIO. Checked as vmm(4) checks them (page aligned, ascending, not
- * overlapping, ending at most at 128 GiB, at most 16), with messages that
- * name the offending range.
+ * The ranges a VM gets: the RAM ranges, plus everything below 4 GiB from
+ * the end of low RAM (or `holeBase`, the PCI hole, if RAM reaches it) that
+ * no RAM covers, as VM_MEM_MMIO: accesses there exit as MMIO and reach the
+ * machine's MMIO bus (vmm(4) fails the RUN for addresses in no range at
+ * all, so the gap between a small VM's RAM and the PCI hole is MMIO too).
+ * Checked as vmm(4) checks them (page aligned, ascending, not overlapping,
+ * ending at most at 128 GiB, at most 16), with messages that name the
+ * offending range.
  */
 export function vmmMemRanges(
   ram: readonly { gpa: number; size: number }[],
   holeBase: number = PCI_HOLE_BASE,
 ): VmmMemRange[] {
   const ranges: VmmMemRange[] = ram.map((r) => ({ ...r, type: abi.VM_MEM_RAM }));
-  // Holes between RAM inside [holeBase, 4 GiB).
-  let cursor = holeBase;
+  const lowEnd = ram.filter((r) => r.gpa < FOUR_GIB)
+    .reduce((end, r) => Math.max(end, Math.min(r.gpa + r.size, FOUR_GIB)), 0);
+  // Holes between RAM inside [min(low RAM end, holeBase), 4 GiB).
+  let cursor = Math.min(holeBase, Math.ceil(lowEnd / PAGE) * PAGE);
   for (const r of [...ram].sort((a, b) => a.gpa - b.gpa)) {
     if (r.gpa + r.size <= cursor || r.gpa >= FOUR_GIB) continue;
     if (r.gpa > cursor) ranges.push({ gpa: cursor, size: r.gpa - cursor, type: abi.VM_MEM_MMIO });

@@ -202,7 +202,7 @@ Deno.test("era detection: VMM_IOC_INFO answers in era A, ENOTTY means era B", ()
   assert.deepEqual(broken.closed, [broken.deviceFd]);
 });
 
-Deno.test("createVm: RAM plus the PCI hole as VM_MEM_MMIO, the name cut to 63 bytes", () => {
+Deno.test("createVm: RAM, the rest below 4 GiB as VM_MEM_MMIO, the name cut to 63 bytes", () => {
   const libc = eraA();
   const accel = new OpenbsdAccel(libc);
   const name = "x".repeat(70);
@@ -221,7 +221,7 @@ Deno.test("createVm: RAM plus the PCI hole as VM_MEM_MMIO, the name cut to 63 by
   ) => [r.vmr_gpa, r.vmr_size, r.vmr_type, r.vmr_va]);
   assert.deepEqual(ranges, [
     [0n, 0x100000n, abi.VM_MEM_RAM, 0n],
-    [0xc0000000n, 0x40000000n, abi.VM_MEM_MMIO, 0n],
+    [0x100000n, 0xfff00000n, abi.VM_MEM_MMIO, 0n],
     [0x100000000n, 0x200000n, abi.VM_MEM_RAM, 0n],
   ]);
   assert.deepEqual(d.vcp_name.slice(0, 64), [...new Array(63).fill(0x78), 0]);
@@ -236,14 +236,24 @@ Deno.test("createVm: RAM plus the PCI hole as VM_MEM_MMIO, the name cut to 63 by
   assert.equal(new DataView(term.in!.buffer).getUint32(0, true), VM_ID);
 });
 
-Deno.test("vmmMemRanges: the hole is split around RAM that reaches into it", () => {
+Deno.test("vmmMemRanges: MMIO from the end of low RAM (at most the PCI hole) to 4 GiB", () => {
+  assert.deepEqual(vmmMemRanges([{ gpa: 0, size: 0x4000000 }]), [
+    { gpa: 0, size: 0x4000000, type: abi.VM_MEM_RAM },
+    { gpa: 0x4000000, size: 0xfc000000, type: abi.VM_MEM_MMIO },
+  ]);
+  assert.deepEqual(vmmMemRanges([{ gpa: 0, size: 0xc0000000 }, { gpa: 2 ** 32, size: 0x1000 }]), [
+    { gpa: 0, size: 0xc0000000, type: abi.VM_MEM_RAM },
+    { gpa: 0xc0000000, size: 0x40000000, type: abi.VM_MEM_MMIO },
+    { gpa: 2 ** 32, size: 0x1000, type: abi.VM_MEM_RAM },
+  ]);
   assert.deepEqual(vmmMemRanges([{ gpa: 0, size: 0xd0000000 }], 0xc0000000), [
     { gpa: 0, size: 0xd0000000, type: abi.VM_MEM_RAM },
     { gpa: 0xd0000000, size: 0x30000000, type: abi.VM_MEM_MMIO },
   ]);
+  // The MMIO range starts where RAM ends even when the hole would start later.
   assert.deepEqual(vmmMemRanges([{ gpa: 0, size: 0x1000 }], 0xfffff000), [
     { gpa: 0, size: 0x1000, type: abi.VM_MEM_RAM },
-    { gpa: 0xfffff000, size: 0x1000, type: abi.VM_MEM_MMIO },
+    { gpa: 0x1000, size: 0xfffff000, type: abi.VM_MEM_MMIO },
   ]);
 });
 
@@ -299,7 +309,7 @@ Deno.test("createVm: irqchip kernel, vCPUs beyond era A's 1 and ENOMEM are clear
   const bad = eraA().on("VMM_IOC_CREATE", () => ({ errno: "EINVAL" }));
   assert.throws(
     () => new OpenbsdAccel(bad).createVm(OPTIONS),
-    /rejected the memory ranges .*0x0\+0x200000, 0xc0000000\+0x40000000/,
+    /rejected the memory ranges .*0x0\+0x200000, 0x200000\+0xffe00000/,
   );
   const vm = new OpenbsdAccel(eraA()).createVm(OPTIONS);
   assert.throws(() => vm.setIrqLine(4, true), /no in-kernel interrupt controller/);
