@@ -9,7 +9,8 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { guestPath } from "../guests/images.ts";
 import { openProcessLibc } from "../ffi/libc.ts";
-import { STATUS_HEADER } from "../cli/status.ts";
+import { formatScaled, STATUS_HEADER } from "../cli/status.ts";
+import { SERIAL_RING_BYTES, SerialOutputRing } from "../machine/serial_sink.ts";
 import { importVmConf } from "../cli/vmconf_import.ts";
 import { parseConfig } from "../config/parse.ts";
 import { kvmAvailable, NO_KVM_MESSAGE } from "./boot.ts";
@@ -397,6 +398,66 @@ Deno.test("vmctl: --help lists the verbs; send/receive say snapshots do not exis
   const send = await vmmctl("/nonexistent", ["send", "1"]);
   assert.equal(send.code, 1);
   assert.equal(send.stderr, "vmmctl: send: not supported yet: snapshots do not exist\n");
+});
+
+Deno.test("vmctl: memory columns are scaled like fmt_scaled(3)", () => {
+  assert.equal(formatScaled(0), "0B");
+  assert.equal(formatScaled(1023), "1023B");
+  assert.equal(formatScaled(512 * 1024 ** 2), "512M");
+  assert.equal(formatScaled(1024 ** 3), "1.0G");
+  assert.equal(formatScaled(Math.round(88.1 * 1024 ** 2)), "88.1M");
+  assert.equal(formatScaled(Math.round(2.94 * 1024 ** 3)), "2.9G");
+  assert.equal(formatScaled(150 * 1024 ** 2 + 400 * 1024), "150M");
+  assert.equal(formatScaled(16 * 1024 ** 2), "16.0M");
+});
+
+Deno.test("vmctl: the console output ring keeps order and counts what it had to drop", () => {
+  const producer = new SerialOutputRing();
+  const consumer = new SerialOutputRing(producer.buffer);
+  const seq = consumer.seq;
+  producer.push(new TextEncoder().encode("tick 1\r\n"));
+  producer.push(new TextEncoder().encode("tick 2\r\n"));
+  assert.notEqual(consumer.seq, seq);
+  assert.equal(new TextDecoder().decode(consumer.drain()), "tick 1\r\ntick 2\r\n");
+  assert.equal(consumer.drain().length, 0);
+  producer.push(new Uint8Array(SERIAL_RING_BYTES + 10).fill(0x41));
+  assert.equal(consumer.drain().length, SERIAL_RING_BYTES - 1);
+  assert.equal(consumer.dropped, 11);
+});
+
+Deno.test({
+  name: "vmctl: a guest that exits with a status shows as died once; log keeps its console",
+  ignore: !KVM,
+  async fn() {
+    const { rundir, dir, cleanup } = await setUp();
+    try {
+      const cfg = join(dir, "hello.toml");
+      await Deno.writeTextFile(
+        cfg,
+        `[vm]\nname = "hello"\nmemory = "16M"\naccel = "kvm"\n[boot]\nkernel = "${
+          guestPath("hello")
+        }"\n[debug]\nexit_port = 0xf4\n`,
+      );
+      assert.equal((await vmmctl(rundir, ["start", cfg])).code, 0);
+      const { pid } = stateOf(rundir, 1);
+      for (let i = 0; i < 100 && openProcessLibc().processExists(pid); i++) await sleep(20);
+      // hello writes 0x10 to the debug exit port: exit status (0x10 << 1) | 1.
+      const w = await vmmctl(rundir, ["wait", "hello"]);
+      assert.equal(w.code, 33);
+      const st = await vmmctl(rundir, ["status"]);
+      assert.match(st.stdout, / {5}died hello\n$/);
+      assert.match(st.stderr, /VM "hello" \(id 1\) died: exit status 33 \(/);
+      assert.equal((await vmmctl(rundir, ["status"])).stdout, STATUS_HEADER + "\n");
+      const log = await vmmctl(rundir, ["log", "hello"]);
+      assert.match(log.stdout, /Hello from vmmctl guest\r\n[^]*bye\r\n[^]*ended: /);
+      assert.equal(
+        (await vmmctl(rundir, ["log", "nosuch"])).stderr,
+        'vmmctl: no VM named "nosuch"\n',
+      );
+    } finally {
+      await cleanup();
+    }
+  },
 });
 
 Deno.test("vmctl: import writes NAME.toml files that check and load accept", async () => {
