@@ -10,6 +10,7 @@ import { fileURLToPath } from "node:url";
 
 /** Names of the guests in guests/bin/ (NAME.bin, from guests/NAME.asm). */
 export const GUEST_NAMES: readonly string[] = [
+  "bench_blk",
   "bench_idle",
   "bench_mmio",
   "cpl3",
