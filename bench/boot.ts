@@ -75,7 +75,10 @@ export async function runQemuFlavour(
 export function checkRun(what: string, r: ChildRun, status: number): void {
   if (r.timedOut) throw new Error(`${what} timed out; stderr: ${r.stderr.trim()}`);
   if (r.status !== status) {
-    throw new Error(`${what} exited with ${r.status}, not ${status}; stderr: ${r.stderr.trim()}`);
+    throw new Error(
+      `${what} exited with ${r.status}, not ${status}; ` +
+        `output: ${JSON.stringify(r.stdout.slice(-300))}; stderr: ${r.stderr.trim()}`,
+    );
   }
   if (r.firstByteMs === undefined) throw new Error(`${what} printed nothing`);
 }

@@ -45,6 +45,8 @@ export interface BenchPlan {
   idleMs: number;
   /** Length of one in-process density sample. */
   densityWindowMs: number;
+  /** virtio-blk requests per phase. */
+  blkRequests: number;
 }
 
 /** The plan for a full or a `--quick` run (the quick one stays under 2 minutes here). */
@@ -58,6 +60,7 @@ export function benchPlan(quick: boolean): BenchPlan {
       computeIterations: 200_000_000,
       idleMs: 300,
       densityWindowMs: 1000,
+      blkRequests: 50,
     }
     : {
       quick,
@@ -67,6 +70,7 @@ export function benchPlan(quick: boolean): BenchPlan {
       computeIterations: 1_000_000_000,
       idleMs: 2000,
       densityWindowMs: 3000,
+      blkRequests: 400,
     };
 }
 
@@ -129,7 +133,14 @@ async function runSection(name: Section, ctx: SectionContext): Promise<Row[]> {
         log: ctx.log,
       });
     case "blockio":
-      return benchBlockIo();
+      return benchBlockIo({
+        reps: Math.min(ctx.plan.reps, 3),
+        requests: ctx.plan.blkRequests,
+        pcKvmReps: Math.max(1, Math.min(ctx.plan.pcKvmReps, 2)),
+        qemuInstalled: ctx.qemuInstalled,
+        tempDir: ctx.tempDir,
+        log: ctx.log,
+      });
   }
 }
 

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { guestRamRssKiB, parseSmaps, vmRssKiB } from "./memory.ts";
 import { nsPerIteration } from "./compute.ts";
 import type { ChildRun } from "./child.ts";
-import { benchBlockIo } from "./blockio.ts";
+import { blockIoSkipped, makeDiskImage, parsePhaseCycles, phaseWallMs } from "./blockio.ts";
 
 const SMAPS = `55d0c0a00000-55d0c0a22000 r--p 00000000 fe:01 1234       /usr/bin/qemu-system-x86_64
 Size:                136 kB
@@ -55,11 +55,41 @@ Deno.test("nsPerIteration subtracts the median empty run from each full run", ()
   assert.deepEqual(ns, [1, 1.2]);
 });
 
-Deno.test("benchBlockIo says why each virtio-blk row is missing", () => {
-  const rows = benchBlockIo();
+Deno.test("blockIoSkipped says why each virtio-blk row is missing", () => {
+  const rows = blockIoSkipped("virtio-blk not available");
   assert.equal(rows.length, 4);
   for (const r of rows) {
     assert.equal(r.ours, undefined);
-    assert.match(r.note!, /^skipped: virtio-blk not available/);
+    assert.equal(r.note, "skipped: virtio-blk not available");
+  }
+});
+
+Deno.test("parsePhaseCycles reads the four hex cycle counts in order and refuses gaps", () => {
+  const serial = "bench_blk guest\r\ncapacity=131072 n=5\r\n" +
+    "phase 1 cycles=00000000045380e4\r\nphase 2 cycles=0000000100000000\r\n" +
+    "phase 3 cycles=0000000000000010\r\nphase 4 cycles=00000000000000ff\r\ndone\r\n";
+  assert.deepEqual(parsePhaseCycles(serial), [0x45380e4, 2 ** 32, 16, 255]);
+  assert.throws(
+    () => parsePhaseCycles("phase 2 cycles=0000000000000001\n"),
+    /phase 2 out of order/,
+  );
+  assert.throws(() => parsePhaseCycles("phase 1 cycles=0000000000000001\n"), /printed 1 phases/);
+});
+
+Deno.test("phaseWallMs takes the gaps between POST codes 0xB0..0xB4", () => {
+  const post = [0xb0, 0xb1, 0xb2, 0xb3, 0xb4].map((code, i) => ({ code, atNs: i * i * 1e6 }));
+  assert.deepEqual(phaseWallMs([{ code: 1, atNs: 0 }, ...post]), [1, 3, 5, 7]);
+  assert.throws(() => phaseWallMs(post.slice(0, 4)), /no POST code 0xb4/);
+});
+
+Deno.test("makeDiskImage writes the size asked for, without zero pages", async () => {
+  const path = await Deno.makeTempFile();
+  try {
+    await makeDiskImage(path, 2 * 2 ** 20);
+    const bytes = await Deno.readFile(path);
+    assert.equal(bytes.length, 2 * 2 ** 20);
+    assert.ok(bytes.subarray(0, 4096).some((b) => b !== 0));
+  } finally {
+    await Deno.remove(path);
   }
 });
