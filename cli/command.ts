@@ -36,6 +36,8 @@ export interface Command {
   /** Longer help text. */
   description?: string;
   flags: Record<string, Flag>;
+  /** Rewrites argv before parsing (for syntax the shared parser lacks, e.g. `--block:NAME=PATH`). */
+  preprocess?(argv: string[]): string[];
   run(positionals: string[], flags: FlagValues): Promise<number>;
 }
 

@@ -7,6 +7,7 @@
 
 import { checkCommand } from "./check.ts";
 import { upCommand } from "./up.ts";
+import { solo5Command } from "./solo5.ts";
 import { createCommand } from "./create.ts";
 import { startCommand } from "./start.ts";
 import { stopCommand } from "./stop.ts";
@@ -57,6 +58,7 @@ export const COMMANDS: readonly Command[] = [
   importCommand,
   sendCommand,
   receiveCommand,
+  solo5Command,
 ];
 
 /** The overview printed by `vmmctl --help`. */
@@ -98,7 +100,8 @@ export async function main(argv: string[]): Promise<number> {
     return EXIT_USAGE;
   }
   try {
-    const { positionals, flags, help } = parseCommandArgs(command, rest);
+    const argv = command.preprocess ? command.preprocess(rest) : rest;
+    const { positionals, flags, help } = parseCommandArgs(command, argv);
     if (help) {
       console.log(commandHelp(command));
       return 0;

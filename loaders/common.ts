@@ -23,7 +23,15 @@ import {
 } from "../machine/layout.ts";
 
 /** The kernel formats the loaders recognise. */
-export type KernelFormat = "bzimage" | "multiboot" | "elf64" | "elf32" | "pvh" | "openbsd";
+export type KernelFormat =
+  | "bzimage"
+  | "multiboot"
+  | "elf64"
+  | "elf32"
+  | "pvh"
+  | "openbsd"
+  /** A Solo5 hvt unikernel: runs on the tender machine (solo5/), not the PC machine. */
+  | "solo5-hvt";
 
 /** What a loader needs to place a kernel. */
 export interface LoadOptions {

@@ -27,6 +27,7 @@ import { isBzImage, loadBzImage } from "./bzimage.ts";
 import { elfClass, loadElf, parseElf, pvhEntry } from "./elf.ts";
 import { findMultibootHeader, loadMultiboot } from "./multiboot.ts";
 import { isOpenbsdKernel, loadOpenbsd } from "./openbsd.ts";
+import { isSolo5Unikernel } from "../solo5/loader.ts";
 
 export { type KernelFormat, LoaderError, type LoadOptions, type LoadResult } from "./common.ts";
 export type { UsedRange } from "./common.ts";
@@ -34,6 +35,8 @@ export type { UsedRange } from "./common.ts";
 /** The format of a kernel image, or undefined when it is none we load. */
 export function detectKernelFormat(data: Uint8Array): KernelFormat | undefined {
   if (isBzImage(data)) return "bzimage";
+  // Before OpenBSD: Solo5 unikernels carry an OpenBSD note too (so OpenBSD will not exec them).
+  if (isSolo5Unikernel(data)) return "solo5-hvt";
   if (isOpenbsdKernel(data)) return "openbsd";
   if (findMultibootHeader(data)) return "multiboot";
   const cls = elfClass(data);
@@ -61,6 +64,11 @@ export function loadKernel(data: Uint8Array, options: LoadOptions): LoadResult {
         return loadMultiboot(data, options);
       case "openbsd":
         return loadOpenbsd(data, options);
+      case "solo5-hvt":
+        throw new LoaderError(
+          "a Solo5 hvt unikernel runs on the tender machine (vmmctl solo5, or vmmctl up with " +
+            "boot.kernel set to it), not on the PC machine",
+        );
       case "pvh":
       case "elf64":
       case "elf32":

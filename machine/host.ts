@@ -20,6 +20,7 @@ import { openLibc } from "../ffi/libc.ts";
 import { Activity, Command, VcpuControl } from "./control.ts";
 import type { Outcome } from "./machine.ts";
 import { SerialOutputRing, type SerialTarget } from "./serial_sink.ts";
+import { isUnikernelConfig, SOLO5_WORKER_URL } from "../solo5/select.ts";
 
 /** Host -> worker. */
 export interface WorkerRequest {
@@ -79,7 +80,11 @@ export class VmHost {
   /** Boots the VM; resolves with how it ended. */
   start(): Promise<Outcome> {
     installKickHandler();
-    const worker = new Worker(new URL("./vcpu_worker.ts", import.meta.url), { type: "module" });
+    // A Solo5 unikernel runs on the tender machine; everything else on the PC machine.
+    const url = isUnikernelConfig(this.options.config, this.options.kernelImage)
+      ? SOLO5_WORKER_URL
+      : new URL("./vcpu_worker.ts", import.meta.url);
+    const worker = new Worker(url, { type: "module" });
     this.#worker = worker;
     const request: WorkerRequest = {
       config: this.options.config,

@@ -89,6 +89,54 @@ function indexOf(manifest: Manifest, name: string, type: number): number {
   return manifest.entries.findIndex((e, i) => i > 0 && e.type === type && e.name === name);
 }
 
+/**
+ * Checks, before anything is opened, that every disk and interface names a
+ * device of the right type in `manifest`, that no device is named twice,
+ * and that every declared device gets something attached. Throws an Error
+ * whose message lists what the manifest declares.
+ */
+export function checkBindings(
+  manifest: Manifest,
+  disks: readonly { name?: string }[],
+  interfaces: readonly { name?: string }[],
+): void {
+  const declared = describeDevices(manifest);
+  const seen = new Set<number>();
+  const bind = (name: string | undefined, type: number, what: string) => {
+    if (name === undefined) {
+      throw new Error(
+        `${what} has no name; a unikernel binds devices by name (it declares ${declared})`,
+      );
+    }
+    const index = indexOf(manifest, name, type);
+    if (index < 0) {
+      throw new Error(
+        `${what} "${name}" is not a ${manifestTypeName(type)} device of the unikernel's ` +
+          `manifest (it declares ${declared})`,
+      );
+    }
+    if (seen.has(index)) throw new Error(`${what} "${name}" is attached twice`);
+    seen.add(index);
+  };
+  for (const d of disks) bind(d.name, MFT_DEV_BLOCK_BASIC, "Disk");
+  for (const i of interfaces) bind(i.name, MFT_DEV_NET_BASIC, "Interface");
+  const missing = manifest.entries.filter((e, i) =>
+    i > 0 && (e.type === MFT_DEV_BLOCK_BASIC || e.type === MFT_DEV_NET_BASIC) && !seen.has(i)
+  );
+  if (missing.length > 0) {
+    const how = (e: ManifestEntry) =>
+      e.type === MFT_DEV_BLOCK_BASIC
+        ? `--block:${e.name}=PATH or a [[disk]] with name = "${e.name}"`
+        : `--net:${e.name}=TAP or an [[interface]] with name = "${e.name}"`;
+    throw new Error(
+      `The unikernel declares ${
+        missing.map((e) => `"${e.name}" (${manifestTypeName(e.type)})`).join(", ")
+      } but nothing is attached to ${missing.length === 1 ? "it" : "them"}; all declared ` +
+        `devices must be attached (${missing.map(how).join("; ")})`,
+    );
+  }
+}
+
 /** Options of {@link attachDevices}: how to open things (tests pass fakes). */
 export interface AttachOptions {
   vmName: string;
@@ -108,36 +156,17 @@ export function attachDevices(
   interfaces: readonly InterfaceConfig[],
   options: AttachOptions,
 ): AttachedDevices {
-  const declared = describeDevices(manifest);
+  checkBindings(manifest, disks, interfaces);
   const blocks = new Map<number, BlockDevice>();
   const nets = new Map<number, NetDevice>();
   const close = () => {
     for (const b of blocks.values()) b.image.close();
     for (const n of nets.values()) n.tap.close();
   };
-  const bind = (name: string | undefined, type: number, what: string): ManifestEntry & {
-    index: number;
-  } => {
-    if (name === undefined) {
-      throw new Error(
-        `${what} has no name; a unikernel binds devices by name (it declares ${declared})`,
-      );
-    }
-    const index = indexOf(manifest, name, type);
-    if (index < 0) {
-      throw new Error(
-        `${what} "${name}" is not a ${manifestTypeName(type)} device of the unikernel's ` +
-          `manifest (it declares ${declared})`,
-      );
-    }
-    if (blocks.has(index) || nets.has(index)) {
-      throw new Error(`${what} "${name}" is attached twice`);
-    }
-    return Object.assign(manifest.entries[index], { index });
-  };
   try {
     for (const disk of disks) {
-      const entry = bind(disk.name, MFT_DEV_BLOCK_BASIC, "Disk");
+      const index = indexOf(manifest, disk.name!, MFT_DEV_BLOCK_BASIC);
+      const entry = manifest.entries[index];
       const sectorBytes = disk.sectorBytes ?? SOLO5_DEFAULT_SECTOR_BYTES;
       if (sectorBytes < 512 || sectorBytes > 0x8000 || (sectorBytes & (sectorBytes - 1)) !== 0) {
         throw new Error(
@@ -145,9 +174,9 @@ export function attachDevices(
             `to 32768`,
         );
       }
-      const image = (options.openDisk ?? ((d) =>
-        openDiskImage(d.path, { format: d.format, readonly: d.readonly })))(disk);
-      blocks.set(entry.index, {
+      const image = (options.openDisk ??
+        ((d) => openDiskImage(d.path, { format: d.format, readonly: d.readonly })))(disk);
+      blocks.set(index, {
         name: entry.name,
         image,
         sectorBytes,
@@ -164,29 +193,15 @@ export function attachDevices(
       entry.blockSize = sectorBytes;
     }
     interfaces.forEach((itf, i) => {
-      const entry = bind(itf.name, MFT_DEV_NET_BASIC, "Interface");
+      const index = indexOf(manifest, itf.name!, MFT_DEV_NET_BASIC);
+      const entry = manifest.entries[index];
       const tap = (options.openTap ?? ((n) => openTap(n)))(itf.tap);
       const mac = parseMac(macForInterface(options.vmName, i, itf.lladdr));
-      nets.set(entry.index, new NetDevice(entry.name, tap, mac));
+      nets.set(index, new NetDevice(entry.name, tap, mac));
       entry.attached = true;
       entry.mac = mac;
       entry.mtu = SOLO5_TAP_MTU;
     });
-    const missing = manifest.entries.filter((e, i) =>
-      i > 0 && (e.type === MFT_DEV_BLOCK_BASIC || e.type === MFT_DEV_NET_BASIC) && !e.attached
-    );
-    if (missing.length > 0) {
-      const how = (e: ManifestEntry) =>
-        e.type === MFT_DEV_BLOCK_BASIC
-          ? `--block:${e.name}=PATH or a [[disk]] with name = "${e.name}"`
-          : `--net:${e.name}=TAP or an [[interface]] with name = "${e.name}"`;
-      throw new Error(
-        `The unikernel declares ${
-          missing.map((e) => `"${e.name}" (${manifestTypeName(e.type)})`).join(", ")
-        } but nothing is attached to ${missing.length === 1 ? "it" : "them"}; all declared ` +
-          `devices must be attached (${missing.map(how).join("; ")})`,
-      );
-    }
   } catch (e) {
     close();
     throw e;
