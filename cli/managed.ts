@@ -49,6 +49,9 @@ export const VM_PROCESS_COMMAND = "__vm-process";
 /** Default grace period of `stop` before the VM is forced off. */
 export const DEFAULT_STOP_TIMEOUT_MS = 30_000;
 
+/** How long `start` waits for the VM process to report that the VM runs. */
+export const START_TIMEOUT_MS = 60_000;
+
 /** A log file is rotated to `NAME.log.1` past this size (the log stays bounded). */
 export const LOG_MAX_BYTES = 1024 * 1024;
 
@@ -125,28 +128,42 @@ export async function startManaged(config: VmConfig, opts: StartOptions): Promis
   const reader = child.stdout.getReader();
   let text = "";
   let ready: ReadyLine | undefined;
+  const timer = setTimeout(() => {
+    ready = {
+      ok: false,
+      error: `VM "${config.vm.name}" did not start within ${START_TIMEOUT_MS / 1000} s`,
+    };
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // already gone
+    }
+  }, START_TIMEOUT_MS);
   try {
     while (!ready) {
       const { value, done } = await reader.read();
-      if (done) break;
+      if (done || ready) break;
       text += new TextDecoder().decode(value);
       const nl = text.indexOf("\n");
       if (nl >= 0) ready = JSON.parse(text.slice(0, nl)) as ReadyLine;
     }
   } finally {
+    clearTimeout(timer);
     reader.cancel().catch(() => {});
   }
-  if (!ready || !ready.ok) {
+  // (The timer may have set `ready` too: TypeScript cannot see that.)
+  const got = ready as ReadyLine | undefined;
+  if (!got || !got.ok) {
     const status = await child.status;
     const err = (await stderrText).trim();
-    const why = ready && !ready.ok ? ready.error : err || `exit status ${status.code}`;
+    const why = got && !got.ok ? got.error : err || `exit status ${status.code}`;
     throw new ManagedError(why);
   }
   child.unref();
-  const state = listStates(rundir).find((s) => s.id === ready.id);
+  const state = listStates(rundir).find((s) => s.id === got.id);
   if (!state) throw new ManagedError(`VM "${config.vm.name}" started but left no state file`);
   if (!opts.quiet) {
-    console.log(`vmmctl: started VM ${ready.id} successfully, tty ${ready.tty}`);
+    console.log(`vmmctl: started VM ${got.id} successfully, tty ${got.tty}`);
   }
   return state;
 }
@@ -162,10 +179,14 @@ async function collectText(stream: ReadableStream<Uint8Array>): Promise<string> 
   return out;
 }
 
-/** Throws when a live VM of that name exists; removes dead records of the name. */
-async function refuseDuplicate(rundir: string, name: string, except?: number): Promise<void> {
+/**
+ * Throws when a live VM of that name exists (with `below`: one with a lower
+ * id, so of two starts at once the first claimed id wins); removes dead
+ * records of the name.
+ */
+async function refuseDuplicate(rundir: string, name: string, below?: number): Promise<void> {
   for (const s of listStates(rundir)) {
-    if (s.name !== name || s.id === except) continue;
+    if (s.name !== name || (below !== undefined && s.id >= below)) continue;
     if (await checkLiveness(rundir, s) === "alive") {
       throw new ManagedError(`VM "${name}" is already running (id ${s.id}, pid ${s.pid})`);
     }

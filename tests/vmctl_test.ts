@@ -89,7 +89,12 @@ async function nobodyDenoDir(): Promise<string> {
   return dir;
 }
 
-async function writeConfig(dir: string, name: string, extra = ""): Promise<string> {
+async function writeConfig(
+  dir: string,
+  name: string,
+  extra = "",
+  tail = "",
+): Promise<string> {
   const path = join(dir, `${name}.toml`);
   await Deno.writeTextFile(
     path,
@@ -101,6 +106,7 @@ async function writeConfig(dir: string, name: string, extra = ""): Promise<strin
       extra,
       "[boot]",
       `kernel = "${guestPath("ticker")}"`,
+      tail,
     ].join("\n") + "\n",
   );
   return path;
@@ -116,6 +122,14 @@ function readLog(rundir: string, name: string): string {
 
 function logSize(rundir: string, name: string): number {
   return Deno.statSync(join(rundir, `${name}.log`)).size;
+}
+
+/** The host's network interface names. */
+async function links(): Promise<string[]> {
+  const out = await new Deno.Command("ip", { args: ["-o", "link", "show"] }).output();
+  return new TextDecoder().decode(out.stdout).split("\n").filter(Boolean).map((l) =>
+    l.split(": ")[1].split("@")[0]
+  );
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -258,8 +272,12 @@ Deno.test({
   async fn() {
     const { rundir, dir, cleanup } = await setUp();
     try {
-      const a = await vmmctl(rundir, ["start", await writeConfig(dir, "alpha")]);
+      const tapsBefore = await links();
+      const withTap = await writeConfig(dir, "alpha", "", '[[interface]]\ntap = "auto"');
+      const a = await vmmctl(rundir, ["start", withTap]);
       assert.equal(a.code, 0, a.stderr);
+      const taps = (await links()).filter((l) => !tapsBefore.includes(l) && l.startsWith("vmmctl"));
+      assert.equal(taps.length, 1, `new taps: ${taps}`);
       const b = await vmmctl(rundir, ["start", await writeConfig(dir, "beta")]);
       assert.match(b.stdout, /started VM 2 /);
       const alpha = stateOf(rundir, 1);
@@ -271,6 +289,7 @@ Deno.test({
       assert.equal(stop.code, 0, stop.stderr);
       assert.ok(performance.now() - t0 < 5000);
       assertNothingLeft(rundir, 1, alpha.pid);
+      assert.ok(!(await links()).includes(taps[0]), `tap ${taps[0]} left behind`);
 
       // The lowest free id is reused.
       const c = await vmmctl(rundir, ["start", await writeConfig(dir, "gamma")]);
@@ -327,6 +346,19 @@ Deno.test({
       assert.match(n.stderr, /^vmmctl: not supported yet: virtual switches \(-n\)/);
       const m = await vmmctl(rundir, ["start", "-m", "12Q", cfg]);
       assert.equal(m.code, 2);
+
+      // Two starts of one VM at once: exactly one wins.
+      const twin = await writeConfig(dir, "twin");
+      const both = await Promise.all([
+        vmmctl(rundir, ["start", twin]),
+        vmmctl(rundir, ["start", twin]),
+      ]);
+      assert.deepEqual(both.map((r) => r.code).sort(), [0, 1]);
+      assert.match(
+        both.find((r) => r.code === 1)!.stderr,
+        /^vmmctl: VM "twin" is already running \(id \d, pid \d+\)\n$/,
+      );
+      assert.equal((await vmmctl(rundir, ["stop", "-f", "-w", "twin"])).code, 0);
 
       assert.equal((await vmmctl(rundir, ["start", "-m", "32", cfg])).code, 0);
       const shared = await writeConfig(dir, "shared", 'owner = "nobody"');
