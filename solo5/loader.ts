@@ -118,7 +118,7 @@ function findSolo5Note(
       const nameAt = at + 12;
       const descAt = nameAt + ((namesz + 3) & ~3);
       const next = descAt + ((descsz + 3) & ~3);
-      if (namesz > end - nameAt || descsz > end - descAt) break;
+      if (namesz > end - nameAt) break;
       const name = new TextDecoder().decode(data.subarray(nameAt, nameAt + namesz));
       if (name === SOLO5_NOTE_NAME + "\0" && ntype === type) {
         const tag = type === ABI1_NOTE_TYPE ? "ABI" : "manifest";
@@ -126,6 +126,9 @@ function findSolo5Note(
           throw new LoaderError(
             `Solo5 ${tag} note has a descriptor of ${descsz} bytes (1 to ${maxDescBytes} allowed)`,
           );
+        }
+        if (descsz > end - descAt) {
+          throw new LoaderError(`Solo5 ${tag} note runs past the end of its note segment`);
         }
         // The descriptor's content starts at the note's start + 20, aligned up to `align`.
         const contentAt = at + ((SOLO5_NHDR_BYTES + align - 1) & -align);
@@ -135,6 +138,7 @@ function findSolo5Note(
         }
         return { desc: data.subarray(contentAt, descAt + descsz), phIndex: i };
       }
+      if (descsz > end - descAt) break;
       at = next;
     }
   }
