@@ -1,10 +1,13 @@
 /**
  * Kicking a vCPU out of `run()` from another thread.
  *
- * The vCPU's thread publishes a {@link KickToken}: its kernel thread id and,
- * for KVM, the address of `kvm_run.immediate_exit`. Setting that byte first
- * closes the race where the signal lands just before the vCPU enters the
- * guest; the signal then interrupts a running KVM_RUN (it returns EINTR).
+ * The vCPU's thread publishes a {@link KickToken} with its kernel thread id;
+ * the signal interrupts a running KVM_RUN / VMM_IOC_RUN (EINTR / VM_EXIT_NONE).
+ * A signal that lands just before the vCPU enters the guest is lost, so the
+ * host repeats kicks while it still wants attention (machine/host.ts). The
+ * host never writes into the vCPU's memory (kvm_run.immediate_exit): the
+ * vCPU thread may have unmapped it already, and a write there would crash
+ * the process.
  *
  * SIGUSR2, never SIGUSR1 (Deno opens its inspector on SIGUSR1). The host must
  * call {@link installKickHandler} once so the signal is not fatal.
@@ -26,9 +29,6 @@ export function installKickHandler(): void {
 
 /** Kicks the vCPU described by `token`. */
 export function kickVcpu(libc: Libc, token: KickToken): void {
-  if (typeof token.immediateExit === "string") {
-    libc.memoryAt(BigInt(token.immediateExit), 1)[0] = 1;
-  }
   if (typeof token.thread === "string") {
     libc.signalThread(BigInt(token.thread), libc.consts.SIGUSR2);
   }

@@ -153,12 +153,25 @@ export class VmHost {
     }
   }
 
-  /** Guest time must advance while the vCPU runs without exiting: kick it at each deadline. */
+  /**
+   * Guest time must advance while the vCPU runs without exiting: kick it at
+   * each deadline, and again every few ms while something waits for it
+   * (a command, input, a passed deadline). A kick is only a signal, and one
+   * that lands just before the vCPU enters the guest is lost: the next one
+   * is not. (The host never writes into the vCPU's kvm_run page: the vCPU
+   * thread may unmap it at any moment.)
+   */
   async #kicker(): Promise<void> {
     while (!this.#done) {
-      const deadline = this.control.deadlineMs;
-      const wait = deadline - performance.now();
-      if (wait <= 0) {
+      const a = this.control.activity;
+      const busy = a === Activity.IN_GUEST || a === Activity.IN_VMM;
+      const wait = this.control.deadlineMs - performance.now();
+      const wanted = wait <= 0 || this.control.command !== Command.RUN ||
+        this.control.inputAvailable > 0 || Atomics.load(this.#guestRequests, 0) !== 0;
+      if (!busy) {
+        // Halted or paused: the vCPU sleeps on its own deadline; wait for it to change state.
+        await this.control.changed(1000);
+      } else if (wanted) {
         this.kick();
         await this.control.changed(5);
       } else {

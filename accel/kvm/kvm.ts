@@ -528,10 +528,7 @@ export class KvmVcpu extends VcpuBase implements Vcpu {
   }
 
   kickToken(): KickToken {
-    return {
-      thread: this.#libc.threadId().toString(),
-      immediateExit: (this.#runMapping.address + BigInt(RUN_IMMEDIATE_EXIT)).toString(),
-    };
+    return { thread: this.#libc.threadId().toString() };
   }
 
   protected doClose(): void {
