@@ -44,13 +44,23 @@ export async function benchCompute(o: ComputeBenchOptions): Promise<Row[]> {
       vmms.push({ label: qemuLabel(f), run: (c) => runQemuFlavour(f, { kernel, cmdline: c }) });
     }
   }
+  const failures: string[] = [];
   const full = new Map<string, ChildRun[]>();
   const empty = new Map<string, ChildRun[]>();
   for (let i = 0; i < o.reps; i++) {
     for (const v of vmms) {
       for (const [iters, into] of [[o.iterations, full], [0, empty]] as const) {
-        const r = await v.run(`iters=${iters}`);
-        checkRun(`${v.label} cpl3 iters=${iters}`, r, CPL3_STATUS);
+        const what = `${v.label} cpl3 iters=${iters}`;
+        let r = await v.run(`iters=${iters}`);
+        try {
+          checkRun(what, r, CPL3_STATUS);
+        } catch (e) {
+          // One retry, and the failure goes into the row's note: a crash is a finding too.
+          failures.push(e instanceof Error ? e.message.split(";")[0] : String(e));
+          o.log(`  ${failures.at(-1)}: retrying once`);
+          r = await v.run(`iters=${iters}`);
+          checkRun(what, r, CPL3_STATUS);
+        }
         into.set(v.label, [...into.get(v.label) ?? [], r]);
       }
     }
