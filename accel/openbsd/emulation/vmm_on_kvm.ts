@@ -65,6 +65,40 @@ function off(layout: StructLayout, path: string): number {
   return o;
 }
 
+// Offsets used on every exit, looked up once.
+const O_EXIT_CPL = abi.vm_exit.offsetOf("cpl");
+const O_EXIT_VEE_VEE_FAULT_TYPE = abi.vm_exit.offsetOf("vee.vee_fault_type");
+const O_EXIT_VEE_VEE_INSN_BYTES = abi.vm_exit.offsetOf("vee.vee_insn_bytes");
+const O_EXIT_VEE_VEE_INSN_INFO = abi.vm_exit.offsetOf("vee.vee_insn_info");
+const O_EXIT_VEE_VEE_INSN_LEN = abi.vm_exit.offsetOf("vee.vee_insn_len");
+const O_EXIT_VEI_VEI_DATA = abi.vm_exit.offsetOf("vei.vei_data");
+const O_EXIT_VEI_VEI_DIR = abi.vm_exit.offsetOf("vei.vei_dir");
+const O_EXIT_VEI_VEI_ENCODING = abi.vm_exit.offsetOf("vei.vei_encoding");
+const O_EXIT_VEI_VEI_INSN_LEN = abi.vm_exit.offsetOf("vei.vei_insn_len");
+const O_EXIT_VEI_VEI_PORT = abi.vm_exit.offsetOf("vei.vei_port");
+const O_EXIT_VEI_VEI_REP = abi.vm_exit.offsetOf("vei.vei_rep");
+const O_EXIT_VEI_VEI_SIZE = abi.vm_exit.offsetOf("vei.vei_size");
+const O_EXIT_VEI_VEI_STRING = abi.vm_exit.offsetOf("vei.vei_string");
+const O_EXIT_VRS = abi.vm_exit.offsetOf("vrs");
+const O_MSR_DATA = kvm.kvm_msr_entry.offsetOf("data");
+const O_MSR_INDEX = kvm.kvm_msr_entry.offsetOf("index");
+const O_RUNP_VRP_EXIT = abi.vm_run_params.offsetOf("vrp_exit");
+const O_RUNP_VRP_EXIT_REASON = abi.vm_run_params.offsetOf("vrp_exit_reason");
+const O_RUNP_VRP_INJECT_VIE_ERRORCODE = abi.vm_run_params.offsetOf("vrp_inject.vie_errorcode");
+const O_RUNP_VRP_INJECT_VIE_TYPE = abi.vm_run_params.offsetOf("vrp_inject.vie_type");
+const O_RUNP_VRP_INJECT_VIE_VECTOR = abi.vm_run_params.offsetOf("vrp_inject.vie_vector");
+const O_RUNP_VRP_INTR_PENDING = abi.vm_run_params.offsetOf("vrp_intr_pending");
+const O_RUNP_VRP_IRQREADY = abi.vm_run_params.offsetOf("vrp_irqready");
+const O_SEG_VSI_AR = abi.vcpu_segment_info.offsetOf("vsi_ar");
+const O_SEG_VSI_BASE = abi.vcpu_segment_info.offsetOf("vsi_base");
+const O_SEG_VSI_LIMIT = abi.vcpu_segment_info.offsetOf("vsi_limit");
+const O_SEG_VSI_SEL = abi.vcpu_segment_info.offsetOf("vsi_sel");
+const O_VRS_VRS_CRS = abi.vcpu_reg_state.offsetOf("vrs_crs");
+const O_VRS_VRS_DRS = abi.vcpu_reg_state.offsetOf("vrs_drs");
+const O_VRS_VRS_GPRS = abi.vcpu_reg_state.offsetOf("vrs_gprs");
+const O_VRS_VRS_MSRS = abi.vcpu_reg_state.offsetOf("vrs_msrs");
+const O_VRS_VRS_SREGS = abi.vcpu_reg_state.offsetOf("vrs_sregs");
+
 /** Options of {@link VmmOnKvmLibc}. */
 export interface VmmOnKvmOptions {
   /** The ABI era to present (default "A"). */
@@ -104,11 +138,19 @@ const RUN_MMIO_DATA = RUN.offsetOf("mmio.data");
 const RUN_MMIO_LEN = RUN.offsetOf("mmio.len");
 const RUN_MMIO_IS_WRITE = RUN.offsetOf("mmio.is_write");
 const RUN_IO_COUNT = RUN.offsetOf("io.count");
+const RUN_IO_DATA_OFFSET = RUN.offsetOf("io.data_offset");
+const RUN_VALID_REGS = RUN.offsetOf("kvm_valid_regs");
+const RUN_SYNC_REGS = RUN.offsetOf("s.regs.regs");
+const RUN_SYNC_SREGS = RUN.offsetOf("s.regs.sregs");
+const SYNC_MASK = kvm.KVM_SYNC_X86_REGS | kvm.KVM_SYNC_X86_SREGS;
+const TR_LINEAR = kvm.kvm_translation.offsetOf("linear_address");
+const TR_PHYSICAL = kvm.kvm_translation.offsetOf("physical_address");
+const TR_VALID = kvm.kvm_translation.offsetOf("valid");
 
 // vm_exit / vcpu_reg_state offsets.
 const EXIT = abi.vm_exit;
-const EXIT_VRS = off(EXIT, "vrs");
-const EXIT_CPL = off(EXIT, "cpl");
+const EXIT_VRS = O_EXIT_VRS;
+const EXIT_CPL = O_EXIT_CPL;
 const VRS = abi.vcpu_reg_state;
 const SEG = abi.vcpu_segment_info;
 
@@ -199,15 +241,21 @@ const KSEG_FIELDS = [
   "unusable",
 ] as const;
 
+const KSREG_SEGMENTS = ["cs", "ds", "es", "fs", "gs", "ss", "tr", "ldt"].map((name) => {
+  const at = kvm.kvm_sregs.offsetOf(name);
+  return { name, at, fields: KSEG_FIELDS.map((f) => [f, at + KSEG.offsetOf(f)] as const) };
+});
+const KSREG_TABLES = ["gdt", "idt"].map((name) => [name, kvm.kvm_sregs.offsetOf(name)] as const);
+const KSREG_WORDS = ["cr0", "cr2", "cr3", "cr4", "cr8", "efer", "apic_base"].map(
+  (name) => [name, kvm.kvm_sregs.offsetOf(name)] as const,
+);
+
 /** kvm_sregs decoded by hand (the generic decoder is too slow for every exit). */
 function decodeKvmSregs(v: DataView): KvmSregs {
-  const S = kvm.kvm_sregs;
   const out: KvmSregs = {};
-  for (const name of ["cs", "ds", "es", "fs", "gs", "ss", "tr", "ldt"]) {
-    const at = off(S, name);
+  for (const { name, fields } of KSREG_SEGMENTS) {
     const seg: KvmSregs = {};
-    for (const f of KSEG_FIELDS) {
-      const o = at + off(KSEG, f);
+    for (const [f, o] of fields) {
       seg[f] = f === "base"
         ? v.getBigUint64(o, true)
         : f === "limit"
@@ -218,13 +266,10 @@ function decodeKvmSregs(v: DataView): KvmSregs {
     }
     out[name] = seg;
   }
-  for (const name of ["gdt", "idt"]) {
-    const at = off(S, name);
+  for (const [name, at] of KSREG_TABLES) {
     out[name] = { base: v.getBigUint64(at, true), limit: v.getUint16(at + 8, true) };
   }
-  for (const name of ["cr0", "cr2", "cr3", "cr4", "cr8", "efer", "apic_base"]) {
-    out[name] = v.getBigUint64(off(S, name), true);
-  }
+  for (const [name, at] of KSREG_WORDS) out[name] = v.getBigUint64(at, true);
   return out;
 }
 
@@ -269,6 +314,20 @@ interface EmuVcpu {
   ksregs?: Uint8Array;
   /** `ksregs` decoded. */
   dsregs?: KvmSregs;
+  /** The last kvm_sregs decoded, and its bytes. */
+  lastSregs?: { raw: Uint8Array; decoded: KvmSregs };
+  /**
+   * The GPRs vmm(4) would show after an IO/MMIO exit (before the
+   * instruction) when they differ from KVM's (which finished it); applied,
+   * with userspace's results, only if still different at the next entry.
+   */
+  visible?: Uint8Array;
+  /**
+   * A plain IN KVM still has pending (not completed at the exit): at the
+   * next entry KVM completes it with userspace's data, or we complete it
+   * first when userspace asked for something else (see `#enter`).
+   */
+  deferredIn?: { rip: bigint; length: number; size: number; dataOffset: number; rax: bigint };
 }
 
 interface EmuVm {
@@ -303,6 +362,8 @@ export class VmmOnKvmLibc implements Libc {
   #kvmFd = -1;
   #cpuid?: Uint8Array;
   #runSize = 0;
+  /** KVM fills kvm_run.s.regs on every exit (KVM_CAP_SYNC_REGS): no GET_REGS/GET_SREGS. */
+  #syncRegs = false;
   /** Memory of terminated VMs: kept mapped (as vmm(4) does) until {@link releaseMemory}. */
   readonly #retired: Mapping[] = [];
   /** The KVM detail behind the last EIO from VMM_IOC_RUN (for diagnostics). */
@@ -660,6 +721,8 @@ export class VmmOnKvmLibc implements Libc {
         );
       }
       this.#runSize ||= this.#kvmIoctl(this.#kvmFd, kvm.KVM_GET_VCPU_MMAP_SIZE, 0);
+      const sync = this.real.ioctl(this.#kvmFd, kvm.KVM_CHECK_EXTENSION, kvm.KVM_CAP_SYNC_REGS);
+      this.#syncRegs = (sync & SYNC_MASK) === SYNC_MASK;
       for (let i = 0; i < ncpus; i++) vm.vcpus.push(this.#createVcpu(vm, i));
     } catch (e) {
       this.#teardown(vm);
@@ -718,7 +781,7 @@ export class VmmOnKvmLibc implements Libc {
       const at = kvm.kvm_cpuid2.size + i * E.size;
       if (cv.getUint32(at, true) === 1) {
         // Initial APIC id = vCPU id (EBX bits 31-24).
-        const ebxAt = at + off(E, "ebx");
+        const ebxAt = at + E.offsetOf("ebx");
         cv.setUint32(ebxAt, ((cv.getUint32(ebxAt, true) & 0x00ffffff) | (id << 24)) >>> 0, true);
       }
     }
@@ -798,6 +861,25 @@ export class VmmOnKvmLibc implements Libc {
   #setKvmRegs(vcpu: EmuVcpu, regs: Uint8Array): void {
     this.#kvmIoctl(vcpu.fd, kvm.KVM_SET_REGS, regs);
     vcpu.kregs = regs.slice();
+    vcpu.visible = undefined;
+  }
+
+  /** The GPRs as vmm(4) shows them (see {@link EmuVcpu.visible}). */
+  #visibleRegs(vcpu: EmuVcpu): Uint8Array {
+    return vcpu.visible ? vcpu.visible.slice() : this.#getKvmRegs(vcpu);
+  }
+
+  /** Makes `target` KVM's GPRs, skipping KVM_SET_REGS when they already are. */
+  #applyRegs(vcpu: EmuVcpu, target: Uint8Array): void {
+    const actual = this.#getKvmRegs(vcpu);
+    vcpu.visible = undefined;
+    if (!this.#sameRegs(view(target), view(actual))) this.#setKvmRegs(vcpu, target);
+  }
+
+  /** After an exit: what vmm(4) shows is `pre`; KVM may have moved on. */
+  #show(vcpu: EmuVcpu, pre: Uint8Array): void {
+    const actual = this.#getKvmRegs(vcpu);
+    vcpu.visible = this.#sameRegs(view(pre), view(actual)) ? undefined : pre.slice();
   }
 
   #getKvmSregs(vcpu: EmuVcpu): Uint8Array {
@@ -810,7 +892,16 @@ export class VmmOnKvmLibc implements Libc {
 
   /** kvm_sregs decoded (cached like the raw bytes; do not modify). */
   #sregs(vcpu: EmuVcpu): KvmSregs {
-    vcpu.dsregs ??= decodeKvmSregs(view(this.#getKvmSregs(vcpu)));
+    if (vcpu.dsregs) return vcpu.dsregs;
+    const raw = vcpu.ksregs ?? this.#getKvmSregs(vcpu);
+    // Segment and control registers rarely change between exits: reuse the last decode.
+    const last = vcpu.lastSregs;
+    if (last && last.raw.length === raw.length && last.raw.every((b, i) => b === raw[i])) {
+      vcpu.dsregs = last.decoded;
+    } else {
+      vcpu.dsregs = decodeKvmSregs(view(raw));
+      vcpu.lastSregs = { raw: raw.slice(), decoded: vcpu.dsregs };
+    }
     return vcpu.dsregs;
   }
 
@@ -827,17 +918,25 @@ export class VmmOnKvmLibc implements Libc {
   #kvmRun(vcpu: EmuVcpu, keepSregs = false): number {
     vcpu.kregs = undefined;
     if (!keepSregs) vcpu.ksregs = vcpu.dsregs = undefined;
-    return this.real.ioctlTry(vcpu.fd, kvm.KVM_RUN, 0, ["EINTR", "EAGAIN"]);
+    const rb = vcpu.run.bytes;
+    if (this.#syncRegs) vcpu.view.setBigUint64(RUN_VALID_REGS, BigInt(SYNC_MASK), true);
+    const r = this.real.ioctlTry(vcpu.fd, kvm.KVM_RUN, 0, ["EINTR", "EAGAIN"]);
+    if (this.#syncRegs) {
+      // KVM stored the registers in kvm_run on the way out, whatever the result.
+      vcpu.kregs = rb.slice(RUN_SYNC_REGS, RUN_SYNC_REGS + kvm.kvm_regs.size);
+      if (!keepSregs) vcpu.ksregs = rb.slice(RUN_SYNC_SREGS, RUN_SYNC_SREGS + kvm.kvm_sregs.size);
+    }
+    return r;
   }
 
   /** Fills the `mask` groups of the vcpu_reg_state `out` from KVM. */
   #readRegs(vcpu: EmuVcpu, mask: number, out: Uint8Array): void {
     const o = view(out);
     if (mask & abi.VM_RWREGS_GPRS) {
-      const r = view(this.#getKvmRegs(vcpu));
+      const r = view(this.#visibleRegs(vcpu));
       VMM_GPR_TO_KVM.forEach((name, i) => {
         o.setBigUint64(
-          off(VRS, "vrs_gprs") + i * 8,
+          O_VRS_VRS_GPRS + i * 8,
           r.getBigUint64(KVM_REG_OFFSET[name], true),
           true,
         );
@@ -847,14 +946,14 @@ export class VmmOnKvmLibc implements Libc {
       const s = this.#sregs(vcpu);
       if (mask & abi.VM_RWREGS_SREGS) {
         VMM_SREG_TO_KVM.forEach((name, i) => {
-          writeVmmSegment(o, off(VRS, "vrs_sregs") + i * SEG.size, s[name]);
+          writeVmmSegment(o, O_VRS_VRS_SREGS + i * SEG.size, s[name]);
         });
         for (const [field, t] of [["vrs_gdtr", s.gdt], ["vrs_idtr", s.idt]] as const) {
           const at = off(VRS, field);
-          o.setUint16(at + off(SEG, "vsi_sel"), 0, true);
-          o.setUint32(at + off(SEG, "vsi_limit"), t.limit, true);
-          o.setUint32(at + off(SEG, "vsi_ar"), 0, true);
-          o.setBigUint64(at + off(SEG, "vsi_base"), t.base, true);
+          o.setUint16(at + O_SEG_VSI_SEL, 0, true);
+          o.setUint32(at + O_SEG_VSI_LIMIT, t.limit, true);
+          o.setUint32(at + O_SEG_VSI_AR, 0, true);
+          o.setBigUint64(at + O_SEG_VSI_BASE, t.base, true);
         }
       }
       if (mask & abi.VM_RWREGS_CRS) {
@@ -867,22 +966,23 @@ export class VmmOnKvmLibc implements Libc {
           [abi.VCPU_REGS_XCR0, vcpu.xcr0],
           ...vcpu.pdptes.map((p, i): [number, bigint] => [abi.VCPU_REGS_PDPTE0 + i, p]),
         ];
-        for (const [i, value] of crs) o.setBigUint64(off(VRS, "vrs_crs") + i * 8, value, true);
+        for (const [i, value] of crs) o.setBigUint64(O_VRS_VRS_CRS + i * 8, value, true);
       }
       if (mask & abi.VM_RWREGS_MSRS) {
-        const msrsAt = off(VRS, "vrs_msrs");
+        const msrsAt = O_VRS_VRS_MSRS;
         o.setBigUint64(msrsAt + abi.VCPU_REGS_EFER * 8, s.efer, true);
         const values = this.#getMsrs(vcpu);
         MSR_INDEX.forEach(([i], k) => o.setBigUint64(msrsAt + i * 8, values[k], true));
       }
     }
     if (mask & abi.VM_RWREGS_DRS) {
-      vcpu.drs.forEach((d, i) => o.setBigUint64(off(VRS, "vrs_drs") + i * 8, d, true));
+      vcpu.drs.forEach((d, i) => o.setBigUint64(O_VRS_VRS_DRS + i * 8, d, true));
     }
   }
 
   /** Applies the `mask` groups of the vcpu_reg_state `regs` to KVM. */
   #writeRegs(vcpu: EmuVcpu, mask: number, regs: Uint8Array): void {
+    this.#settleDeferred(vcpu);
     const s = view(regs);
     if (mask & abi.VM_RWREGS_GPRS) {
       const b = new Uint8Array(kvm.kvm_regs.size);
@@ -890,7 +990,7 @@ export class VmmOnKvmLibc implements Libc {
       VMM_GPR_TO_KVM.forEach((name, i) => {
         r.setBigUint64(
           KVM_REG_OFFSET[name],
-          s.getBigUint64(off(VRS, "vrs_gprs") + i * 8, true),
+          s.getBigUint64(O_VRS_VRS_GPRS + i * 8, true),
           true,
         );
       });
@@ -901,18 +1001,18 @@ export class VmmOnKvmLibc implements Libc {
       const value: Record<string, unknown> = {};
       if (mask & abi.VM_RWREGS_SREGS) {
         VMM_SREG_TO_KVM.forEach((name, i) => {
-          value[name] = readVmmSegment(s, off(VRS, "vrs_sregs") + i * SEG.size);
+          value[name] = readVmmSegment(s, O_VRS_VRS_SREGS + i * SEG.size);
         });
         for (const [field, name] of [["vrs_gdtr", "gdt"], ["vrs_idtr", "idt"]] as const) {
           const at = off(VRS, field);
           value[name] = {
-            base: s.getBigUint64(at + off(SEG, "vsi_base"), true),
-            limit: s.getUint32(at + off(SEG, "vsi_limit"), true) & 0xffff,
+            base: s.getBigUint64(at + O_SEG_VSI_BASE, true),
+            limit: s.getUint32(at + O_SEG_VSI_LIMIT, true) & 0xffff,
           };
         }
       }
       if (mask & abi.VM_RWREGS_CRS) {
-        const cr = (i: number) => s.getBigUint64(off(VRS, "vrs_crs") + i * 8, true);
+        const cr = (i: number) => s.getBigUint64(O_VRS_VRS_CRS + i * 8, true);
         value.cr0 = cr(abi.VCPU_REGS_CR0);
         value.cr2 = cr(abi.VCPU_REGS_CR2);
         value.cr3 = cr(abi.VCPU_REGS_CR3);
@@ -921,7 +1021,7 @@ export class VmmOnKvmLibc implements Libc {
         vcpu.xcr0 = cr(abi.VCPU_REGS_XCR0);
         vcpu.pdptes = [0, 1, 2, 3].map((k) => cr(abi.VCPU_REGS_PDPTE0 + k));
       }
-      const msrsAt = off(VRS, "vrs_msrs");
+      const msrsAt = O_VRS_VRS_MSRS;
       if (mask & abi.VM_RWREGS_MSRS) {
         value.efer = s.getBigUint64(msrsAt + abi.VCPU_REGS_EFER * 8, true);
       }
@@ -932,7 +1032,7 @@ export class VmmOnKvmLibc implements Libc {
       }
     }
     if (mask & abi.VM_RWREGS_DRS) {
-      vcpu.drs = [0, 1, 2, 3, 4, 5].map((i) => s.getBigUint64(off(VRS, "vrs_drs") + i * 8, true));
+      vcpu.drs = [0, 1, 2, 3, 4, 5].map((i) => s.getBigUint64(O_VRS_VRS_DRS + i * 8, true));
     }
   }
 
@@ -943,8 +1043,8 @@ export class VmmOnKvmLibc implements Libc {
     v.setUint32(0, MSR_INDEX.length, true);
     MSR_INDEX.forEach(([, index], k) => {
       const at = kvm.kvm_msrs.size + k * E.size;
-      v.setUint32(at + off(E, "index"), index, true);
-      if (values) v.setBigUint64(at + off(E, "data"), values[k], true);
+      v.setUint32(at + O_MSR_INDEX, index, true);
+      if (values) v.setBigUint64(at + O_MSR_DATA, values[k], true);
     });
     return b;
   }
@@ -955,7 +1055,7 @@ export class VmmOnKvmLibc implements Libc {
     const v = view(b);
     const E = kvm.kvm_msr_entry;
     return MSR_INDEX.map((_, k) =>
-      k < n ? v.getBigUint64(kvm.kvm_msrs.size + k * E.size + off(E, "data"), true) : 0n
+      k < n ? v.getBigUint64(kvm.kvm_msrs.size + k * E.size + O_MSR_DATA, true) : 0n
     );
   }
 
@@ -966,9 +1066,8 @@ export class VmmOnKvmLibc implements Libc {
   // ---- VMM_IOC_RUN ----
 
   #run(vm: EmuVm, vcpu: EmuVcpu, params: Uint8Array): number {
-    const P = abi.vm_run_params;
     const pv = view(params);
-    const exitPtr = pv.getBigUint64(off(P, "vrp_exit"), true);
+    const exitPtr = pv.getBigUint64(O_RUNP_VRP_EXIT, true);
     if (exitPtr === 0n) throw new VmmErrno("EFAULT");
     if (vcpu.state !== VCPU_STATE_STOPPED) throw new VmmErrno("EBUSY");
     // vm_exit is copied in at the start and out at the end of every RUN.
@@ -979,8 +1078,8 @@ export class VmmOnKvmLibc implements Libc {
       const reasons = REASONS[this.flavor];
       this.#enter(vcpu, exit, pv);
       const r = this.#exitFor(vm, vcpu, exit, reasons);
-      pv.setUint16(off(P, "vrp_exit_reason"), r.reason, true);
-      pv.setUint8(off(P, "vrp_irqready"), r.irqready ? 1 : 0);
+      pv.setUint16(O_RUNP_VRP_EXIT_REASON, r.reason, true);
+      pv.setUint8(O_RUNP_VRP_IRQREADY, r.irqready ? 1 : 0);
       user.set(exit);
       return 0;
     } finally {
@@ -990,24 +1089,51 @@ export class VmmOnKvmLibc implements Libc {
 
   /** What vmm(4) does on entry: apply the last exit's results, inject, arm the window. */
   #enter(vcpu: EmuVcpu, exit: Uint8Array, pv: DataView): void {
-    const P = abi.vm_run_params;
     const ev = view(exit);
-    const gprAt = (i: number) => EXIT_VRS + off(VRS, "vrs_gprs") + i * 8;
-    if (vcpu.last === "io-in" || vcpu.last === "io-out") {
-      const b = this.#getKvmRegs(vcpu);
+    const gprAt = (i: number) => EXIT_VRS + O_VRS_VRS_GPRS + i * 8;
+    const deferred = vcpu.deferredIn;
+    if (deferred && vcpu.last === "io-in") {
+      vcpu.deferredIn = undefined;
+      const data = ev.getUint32(O_EXIT_VEI_VEI_DATA, true);
+      const rip = ev.getBigUint64(gprAt(abi.VCPU_REGS_RIP), true);
+      // KVM finishes the IN with these bytes: RAX's low `size` bytes, RIP past it.
+      const bytes = new Uint8Array(4);
+      new DataView(bytes.buffer).setUint32(0, data, true);
+      vcpu.run.bytes.set(bytes.subarray(0, deferred.size), deferred.dataOffset);
+      const same = rip === deferred.rip + BigInt(deferred.length) && deferred.rax >> 32n === 0n &&
+        (deferred.rax & 0xffffffffn & ~sizeMask(deferred.size)) ===
+          (BigInt(data) & ~sizeMask(deferred.size));
+      if (!same) {
+        // vmm(4)'s result differs from KVM's (RIP moved elsewhere, RAX's upper half cleared):
+        // let KVM finish now, then impose vmm(4)'s registers.
+        this.#completePending(vcpu);
+        const b = this.#getKvmRegs(vcpu);
+        const r = view(b);
+        r.setBigUint64(KVM_REG_OFFSET.rip, rip, true);
+        r.setBigUint64(KVM_REG_OFFSET.rax, BigInt(data), true);
+        this.#applyRegs(vcpu, b);
+      }
+    } else if (vcpu.last === "io-in" || vcpu.last === "io-out") {
+      const b = this.#visibleRegs(vcpu);
       const r = view(b);
       r.setBigUint64(KVM_REG_OFFSET.rip, ev.getBigUint64(gprAt(abi.VCPU_REGS_RIP), true), true);
       if (vcpu.last === "io-in") {
-        const data = ev.getUint32(off(EXIT, "vei.vei_data"), true);
+        const data = ev.getUint32(O_EXIT_VEI_VEI_DATA, true);
         r.setBigUint64(KVM_REG_OFFSET.rax, BigInt(data), true);
       }
-      this.#setKvmRegs(vcpu, b);
+      this.#applyRegs(vcpu, b);
     } else if (vcpu.last === "ept") {
-      this.#writeRegs(vcpu, abi.VM_RWREGS_GPRS, exit.subarray(EXIT_VRS, EXIT_VRS + VRS.size));
+      const b = new Uint8Array(kvm.kvm_regs.size);
+      const r = view(b);
+      VMM_GPR_TO_KVM.forEach((name, i) => {
+        r.setBigUint64(KVM_REG_OFFSET[name], ev.getBigUint64(gprAt(i), true), true);
+      });
+      this.#applyRegs(vcpu, b);
     }
+    vcpu.visible = undefined;
     vcpu.last = "none";
-    const type = pv.getUint8(off(P, "vrp_inject.vie_type"));
-    const vector = pv.getUint8(off(P, "vrp_inject.vie_vector"));
+    const type = pv.getUint8(O_RUNP_VRP_INJECT_VIE_TYPE);
+    const vector = pv.getUint8(O_RUNP_VRP_INJECT_VIE_VECTOR);
     if (type === abi.VCPU_INJECT_INTR) {
       const r = this.real.ioctlTry(
         vcpu.fd,
@@ -1019,11 +1145,11 @@ export class VmmOnKvmLibc implements Libc {
     } else if (type === abi.VCPU_INJECT_NMI) {
       this.#kvmIoctl(vcpu.fd, kvm.KVM_NMI, 0);
     } else if (type === abi.VCPU_INJECT_EX) {
-      this.#injectException(vcpu, vector, pv.getUint32(off(P, "vrp_inject.vie_errorcode"), true));
+      this.#injectException(vcpu, vector, pv.getUint32(O_RUNP_VRP_INJECT_VIE_ERRORCODE, true));
     } else if (type !== abi.VCPU_INJECT_NONE) {
       throw new VmmErrno("EINVAL", `vie_type ${type}`);
     }
-    const pending = pv.getUint8(off(P, "vrp_intr_pending")) !== 0 || vcpu.intr;
+    const pending = pv.getUint8(O_RUNP_VRP_INTR_PENDING) !== 0 || vcpu.intr;
     vcpu.run.bytes[RUN_REQUEST_WINDOW] = pending ? 1 : 0;
   }
 
@@ -1108,10 +1234,22 @@ export class VmmOnKvmLibc implements Libc {
     this.#readRegs(vcpu, abi.VM_RWREGS_ALL, exit.subarray(EXIT_VRS, EXIT_VRS + VRS.size));
     // CPL is SS.DPL (VMX); the vrs just filled holds it.
     const ssAr = view(exit).getUint32(
-      EXIT_VRS + off(VRS, "vrs_sregs") + abi.VCPU_REGS_SS * SEG.size + off(SEG, "vsi_ar"),
+      EXIT_VRS + O_VRS_VRS_SREGS + abi.VCPU_REGS_SS * SEG.size + O_SEG_VSI_AR,
       true,
     );
     view(exit).setInt32(EXIT_CPL, (ssAr >> 5) & 3, true);
+  }
+
+  /**
+   * Finishes a deferred IN before registers are written behind its back
+   * (its result is then what userspace writes, as on vmm(4)).
+   */
+  #settleDeferred(vcpu: EmuVcpu): void {
+    if (!vcpu.deferredIn) return;
+    const pre = this.#getKvmRegs(vcpu);
+    vcpu.deferredIn = undefined;
+    this.#completePending(vcpu);
+    this.#show(vcpu, pre);
   }
 
   /**
@@ -1151,20 +1289,20 @@ export class VmmOnKvmLibc implements Libc {
     const start = (csBase + rip - 15n) & mask;
     const bytes = new Uint8Array(30);
     const valid = new Uint8Array(30);
-    let page = -1n;
-    let host: Uint8Array | undefined;
-    for (let i = 0; i < 30; i++) {
-      const linear = (start + BigInt(i)) & mask;
-      const p = linear >> 12n;
-      if (p !== page) {
-        page = p;
-        const gpa = this.#translate(vcpu, linear);
-        host = gpa === undefined ? undefined : this.#host(vm, gpa - (gpa % 4096), 4096);
-      }
-      if (host) {
-        bytes[i] = host[Number(linear & 0xfffn)];
-        valid[i] = 1;
-      }
+    // 30 bytes touch at most two pages: translate each once.
+    const offset = Number(start & 0xfffn);
+    const firstPage = start - BigInt(offset);
+    for (let part = 0; part < 2; part++) {
+      const pageLinear = (firstPage + BigInt(part * 4096)) & mask;
+      const from = part === 0 ? 0 : 4096 - offset;
+      if (from >= 30) break;
+      const to = part === 0 ? Math.min(30, 4096 - offset) : 30;
+      const gpa = this.#translate(vcpu, pageLinear);
+      const host = gpa === undefined ? undefined : this.#host(vm, gpa - (gpa % 4096), 4096);
+      if (!host) continue;
+      const inPage = part === 0 ? offset : 0;
+      bytes.set(host.subarray(inPage, inPage + (to - from)), from);
+      valid.fill(1, from, to);
     }
     return (at: bigint): Uint8Array => {
       const from = Number(at - rip) + 15;
@@ -1175,11 +1313,16 @@ export class VmmOnKvmLibc implements Libc {
   }
 
   #translate(vcpu: EmuVcpu, linear: bigint): number | undefined {
-    const t = kvm.kvm_translation.bytes({ linear_address: BigInt.asUintN(64, linear) });
+    // Paging off: linear is physical (no ioctl on the hot path of 32-bit guests).
+    if ((this.#sregs(vcpu).cr0 & (1n << 31n)) === 0n) return Number(linear & 0xffffffffn);
+    const t = this.#translation;
+    const v = view(t);
+    t.fill(0);
+    v.setBigUint64(TR_LINEAR, BigInt.asUintN(64, linear), true);
     this.#kvmIoctl(vcpu.fd, kvm.KVM_TRANSLATE, t);
-    const d = kvm.kvm_translation.decode(view(t));
-    return d.valid ? Number(d.physical_address) : undefined;
+    return t[TR_VALID] ? Number(v.getBigUint64(TR_PHYSICAL, true)) : undefined;
   }
+  readonly #translation = new Uint8Array(kvm.kvm_translation.size);
 
   /** The host bytes behind `[gpa, gpa+length)` if a backed range holds them. */
   #host(vm: EmuVm, gpa: number, length: number): Uint8Array | undefined {
@@ -1241,13 +1384,26 @@ export class VmmOnKvmLibc implements Libc {
     const matches = insn !== undefined && insn.out !== isIn && insn.width === size &&
       (insn.string || (insn.immediate ? at(rip0)[insn.length - 1] === port : dx === port));
     let v1 = v0;
-    if (matches || isIn) {
+    let pre: Uint8Array;
+    let length: number;
+    if (isIn && insn && !insn.string && !insn.out && insn.width === size) {
+      // A plain IN is always pending: leave it to the next KVM_RUN (see #enter).
+      vcpu.deferredIn = {
+        rip: rip0,
+        length: insn.length,
+        size,
+        dataOffset: Number(rv.getBigUint64(RUN_IO_DATA_OFFSET, true)),
+        rax: v0.getBigUint64(KVM_REG_OFFSET.rax, true),
+      };
+      pre = s0;
+      length = insn.length;
+    } else if (matches || isIn) {
       this.#completePending(vcpu);
       v1 = this.#gprs(vcpu);
     }
-    let pre: Uint8Array;
-    let length: number;
-    if (!this.#sameRegs(v0, v1)) {
+    if (vcpu.deferredIn) {
+      // pre and length are set.
+    } else if (!this.#sameRegs(v0, v1)) {
       // It was pending: s0 is the state before the instruction.
       if (!insn || insn.out === isIn) {
         this.lastError = `port ${port} exit at RIP 0x${rip0.toString(16)}: not an IN/OUT there`;
@@ -1265,21 +1421,20 @@ export class VmmOnKvmLibc implements Libc {
       }
       ({ pre, length, insn } = rebuilt);
     }
-    this.#setKvmRegs(vcpu, pre);
+    this.#show(vcpu, pre!);
     for (const { bytes: b, host } of saved) host.set(b);
     this.#fillState(vcpu, exit);
     const ev = view(exit);
     exit.fill(0, 0, EXIT_VRS);
-    const V = abi.vm_exit;
-    ev.setUint8(off(V, "vei.vei_size"), size);
-    ev.setUint8(off(V, "vei.vei_dir"), isIn ? abi.VEI_DIR_IN : abi.VEI_DIR_OUT);
-    ev.setUint8(off(V, "vei.vei_rep"), insn!.rep ? 1 : 0);
-    ev.setUint8(off(V, "vei.vei_string"), insn!.string ? 1 : 0);
-    ev.setUint8(off(V, "vei.vei_encoding"), insn!.immediate ? 1 : 0);
-    ev.setUint16(off(V, "vei.vei_port"), port, true);
-    const rax = view(pre).getBigUint64(KVM_REG_OFFSET.rax, true);
-    ev.setUint32(off(V, "vei.vei_data"), Number(rax & 0xffffffffn), true);
-    ev.setUint8(off(V, "vei.vei_insn_len"), length);
+    ev.setUint8(O_EXIT_VEI_VEI_SIZE, size);
+    ev.setUint8(O_EXIT_VEI_VEI_DIR, isIn ? abi.VEI_DIR_IN : abi.VEI_DIR_OUT);
+    ev.setUint8(O_EXIT_VEI_VEI_REP, insn!.rep ? 1 : 0);
+    ev.setUint8(O_EXIT_VEI_VEI_STRING, insn!.string ? 1 : 0);
+    ev.setUint8(O_EXIT_VEI_VEI_ENCODING, insn!.immediate ? 1 : 0);
+    ev.setUint16(O_EXIT_VEI_VEI_PORT, port, true);
+    const rax = view(pre!).getBigUint64(KVM_REG_OFFSET.rax, true);
+    ev.setUint32(O_EXIT_VEI_VEI_DATA, Number(rax & 0xffffffffn), true);
+    ev.setUint8(O_EXIT_VEI_VEI_INSN_LEN, length!);
     vcpu.last = isIn ? "io-in" : "io-out";
   }
 
@@ -1426,26 +1581,25 @@ export class VmmOnKvmLibc implements Libc {
       }
       ({ pre, length } = found);
     }
-    this.#setKvmRegs(vcpu, pre);
+    this.#show(vcpu, pre);
     this.#fillState(vcpu, exit);
     exit.fill(0, 0, EXIT_VRS);
-    const V = abi.vm_exit;
     const ev = view(exit);
-    ev.setUint8(off(V, "vee.vee_fault_type"), abi.VEE_FAULT_MMIO_ASSIST);
+    ev.setUint8(O_EXIT_VEE_VEE_FAULT_TYPE, abi.VEE_FAULT_MMIO_ASSIST);
     let info = 0;
     if (length > 0 && length <= 15) {
       info |= abi.VEE_LEN_VALID;
-      ev.setUint8(off(V, "vee.vee_insn_len"), length);
+      ev.setUint8(O_EXIT_VEE_VEE_INSN_LEN, length);
     }
     if (this.flavor === "svm") {
       // SVM decode assist: the bytes at the (restored) RIP.
       const bytes = at(view(pre).getBigUint64(KVM_REG_OFFSET.rip, true));
       if (bytes.length > 0) {
         info |= abi.VEE_BYTES_VALID;
-        exit.set(bytes.subarray(0, 15), off(V, "vee.vee_insn_bytes"));
+        exit.set(bytes.subarray(0, 15), O_EXIT_VEE_VEE_INSN_BYTES);
       }
     }
-    ev.setUint8(off(V, "vee.vee_insn_info"), info);
+    ev.setUint8(O_EXIT_VEE_VEE_INSN_INFO, info);
     vcpu.last = "ept";
   }
 
@@ -1608,6 +1762,11 @@ const GPR_NAMES = [
   "r15",
 ] as const;
 
+/** The bits an access of `size` bytes covers. */
+function sizeMask(size: number): bigint {
+  return (1n << BigInt(size * 8)) - 1n;
+}
+
 function buffer(arg: IoctlArg, size: number): Uint8Array {
   if (!(arg instanceof Uint8Array) || arg.length < size) throw new VmmErrno("EFAULT");
   return arg;
@@ -1628,19 +1787,19 @@ function writeVmmSegment(o: DataView, at: number, s: any): void {
   const ar = (s.type & 0xf) | (s.s ? 1 << 4 : 0) | ((s.dpl & 3) << 5) | (s.present ? 1 << 7 : 0) |
     (s.avl ? 1 << 12 : 0) | (s.l ? 1 << 13 : 0) | (s.db ? 1 << 14 : 0) | (s.g ? 1 << 15 : 0) |
     (s.unusable ? 1 << 16 : 0);
-  o.setUint16(at + off(SEG, "vsi_sel"), s.selector, true);
-  o.setUint32(at + off(SEG, "vsi_limit"), s.limit >>> 0, true);
-  o.setUint32(at + off(SEG, "vsi_ar"), ar >>> 0, true);
-  o.setBigUint64(at + off(SEG, "vsi_base"), s.base, true);
+  o.setUint16(at + O_SEG_VSI_SEL, s.selector, true);
+  o.setUint32(at + O_SEG_VSI_LIMIT, s.limit >>> 0, true);
+  o.setUint32(at + O_SEG_VSI_AR, ar >>> 0, true);
+  o.setBigUint64(at + O_SEG_VSI_BASE, s.base, true);
 }
 
 function readVmmSegment(o: DataView, at: number): Record<string, number | bigint> {
-  const ar = o.getUint32(at + off(SEG, "vsi_ar"), true);
+  const ar = o.getUint32(at + O_SEG_VSI_AR, true);
   const bit = (n: number) => (ar >> n) & 1;
   return {
-    base: o.getBigUint64(at + off(SEG, "vsi_base"), true),
-    limit: o.getUint32(at + off(SEG, "vsi_limit"), true),
-    selector: o.getUint16(at + off(SEG, "vsi_sel"), true),
+    base: o.getBigUint64(at + O_SEG_VSI_BASE, true),
+    limit: o.getUint32(at + O_SEG_VSI_LIMIT, true),
+    selector: o.getUint16(at + O_SEG_VSI_SEL, true),
     type: ar & 0xf,
     s: bit(4),
     dpl: (ar >> 5) & 3,
