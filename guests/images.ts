@@ -16,6 +16,7 @@ export const GUEST_NAMES: readonly string[] = [
   "cpl3",
   "demo",
   "hello",
+  "mmio",
   "pci",
   "pioloop",
   "rtc",
