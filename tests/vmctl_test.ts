@@ -50,6 +50,7 @@ async function vmmctl(rundir: string, args: string[], asUser?: number): Promise<
     cmd = new Deno.Command(Deno.execPath(), { args: base, env, stdin: "null" });
   } else {
     const denoDir = await nobodyDenoDir();
+    const nobodyBase = ["run", "--allow-all", "--quiet", join(denoDir, "src", "main.ts"), ...args];
     cmd = new Deno.Command("setpriv", {
       args: [
         `--reuid=${asUser}`,
@@ -58,10 +59,10 @@ async function vmmctl(rundir: string, args: string[], asUser?: number): Promise<
         "env",
         `DENO_DIR=${denoDir}`,
         `HOME=${denoDir}`,
-        Deno.execPath(),
-        ...base.slice(0, 1),
+        join(denoDir, "deno"),
+        ...nobodyBase.slice(0, 1),
         "--cached-only",
-        ...base.slice(1),
+        ...nobodyBase.slice(1),
       ],
       env,
       stdin: "null",
@@ -74,7 +75,11 @@ async function vmmctl(rundir: string, args: string[], asUser?: number): Promise<
 }
 
 let nobodyDir: string | undefined;
-/** A DENO_DIR `nobody` may use: a copy of our npm cache (root's cache is not readable). */
+/**
+ * A DENO_DIR `nobody` may use: copies of our npm cache, the deno binary and
+ * the sources (root's cache, an npx-installed deno and a checkout under
+ * /root are not readable by other users).
+ */
 async function nobodyDenoDir(): Promise<string> {
   if (nobodyDir) return nobodyDir;
   const dir = await Deno.makeTempDir({ prefix: "vmmctl-nobody-deno-" });
@@ -83,6 +88,18 @@ async function nobodyDenoDir(): Promise<string> {
   );
   const npmCache = (JSON.parse(info) as { npmCache: string }).npmCache;
   await new Deno.Command("cp", { args: ["-r", npmCache, join(dir, "npm")] }).output();
+  await Deno.copyFile(Deno.execPath(), join(dir, "deno"));
+  const root = new URL("..", import.meta.url).pathname;
+  await Deno.mkdir(join(dir, "src"));
+  await new Deno.Command("sh", {
+    args: [
+      "-c",
+      `tar -C "$1" --exclude=.git -cf - . | tar -C "$2" -xf -`,
+      "sh",
+      root,
+      join(dir, "src"),
+    ],
+  }).output();
   await new Deno.Command("chmod", { args: ["-R", "a+rwX", dir] }).output();
   nobodyDir = dir;
   globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
