@@ -15,8 +15,10 @@
  * argument structure to port 0x500 + call number. v0.12 adds an optional
  * shared ring for network I/O, offered through `host_features`.
  *
- * All structures are little-endian x86-64 C layouts; offsets here were
- * checked against the C headers with gcc (see solo5/abi_test.ts).
+ * All structures are little-endian x86-64 C layouts. The offsets were
+ * compared with Solo5 v0.12.1's headers compiled by gcc, and
+ * solo5/abi_test.ts keeps them equal to the layouts of the test
+ * unikernels' own header (solo5/tests/guests/hvt_guest.h).
  *
  * @module
  */
