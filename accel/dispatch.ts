@@ -51,7 +51,7 @@ export function handleExit(exit: VcpuExit, ctx: ExitContext): ExitAction {
         const chunk = exit.data.subarray(i * exit.size, (i + 1) * exit.size);
         if (!ctx.pio.read(exit.port, chunk)) {
           chunk.fill(0xff);
-          log.log(`guest read ${exit.size} byte(s) from unmapped port ${hex(exit.port)}`);
+          log.log(() => `guest read ${exit.size} byte(s) from unmapped port ${hex(exit.port)}`);
         }
       }
       return { action: "complete" };
@@ -60,7 +60,7 @@ export function handleExit(exit: VcpuExit, ctx: ExitContext): ExitAction {
       for (let i = 0; i < exit.count; i++) {
         const chunk = exit.data.subarray(i * exit.size, (i + 1) * exit.size);
         if (!ctx.pio.write(exit.port, chunk)) {
-          log.log(`guest wrote ${exit.size} byte(s) to unmapped port ${hex(exit.port)}`);
+          log.log(() => `guest wrote ${exit.size} byte(s) to unmapped port ${hex(exit.port)}`);
         }
       }
       return { action: "complete" };
@@ -68,12 +68,12 @@ export function handleExit(exit: VcpuExit, ctx: ExitContext): ExitAction {
     case "mmio-read":
       if (!ctx.mmio.read(exit.gpa, exit.data)) {
         exit.data.fill(0);
-        log.log(`guest read ${exit.data.length} byte(s) from unmapped MMIO ${hex(exit.gpa)}`);
+        log.log(() => `guest read ${exit.data.length} byte(s) from unmapped MMIO ${hex(exit.gpa)}`);
       }
       return { action: "complete" };
     case "mmio-write":
       if (!ctx.mmio.write(exit.gpa, exit.data)) {
-        log.log(`guest wrote ${exit.data.length} byte(s) to unmapped MMIO ${hex(exit.gpa)}`);
+        log.log(() => `guest wrote ${exit.data.length} byte(s) to unmapped MMIO ${hex(exit.gpa)}`);
       }
       return { action: "complete" };
     case "halt":

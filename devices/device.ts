@@ -87,7 +87,8 @@ export class RateLimitedLog {
     this.#sink = sink;
   }
 
-  log(line: string): void {
+  /** Logs `line` (a function is only called when the line will be printed). */
+  log(line: string | (() => string)): void {
     const now = Date.now();
     if (now - this.#windowStart >= this.#windowMs) {
       if (this.#suppressed > 0) this.#sink(`(${this.#suppressed} similar messages suppressed)`);
@@ -97,7 +98,7 @@ export class RateLimitedLog {
     }
     if (this.#budget > 0) {
       this.#budget--;
-      this.#sink(line);
+      this.#sink(typeof line === "string" ? line : line());
     } else {
       this.#suppressed++;
     }

@@ -245,11 +245,18 @@ class RealLibc implements Libc {
     this.#check("close", this.#lib.symbols.close(fd));
   }
 
+  // Request numbers as the bigint FFI wants, made once per request (KVM_RUN is on the hot path).
+  readonly #requests = new Map<number, bigint>();
+
   #ioctl(fd: number, request: IoctlRequest, arg: IoctlArg | undefined): number {
     const s = this.#lib.symbols;
-    const req = BigInt(request.value >>> 0);
+    let req = this.#requests.get(request.value);
+    if (req === undefined) {
+      req = BigInt(request.value >>> 0);
+      this.#requests.set(request.value, req);
+    }
     if (arg instanceof Uint8Array) return s.ioctl_ptr(fd, req, arg);
-    return s.ioctl_int(fd, req, BigInt(arg ?? 0));
+    return s.ioctl_int(fd, req, arg === 0 || arg == null ? 0n : BigInt(arg));
   }
 
   ioctl(fd: number, request: IoctlRequest, arg?: IoctlArg): number {

@@ -31,6 +31,9 @@ const IN_HEAD = 3;
 const IN_TAIL = 4;
 const DEADLINE_SEQ = 5;
 const PAUSE_ACK = 6;
+/** Set by a host that watches the vCPU's deadline (then the vCPU need not read the clock per exit). */
+const TIMER_DUE = 7;
+const HOST_WATCHES_DEADLINE = -1;
 const INT_SLOTS = 8;
 const INPUT_RING = 4096;
 
@@ -55,6 +58,20 @@ export class VcpuControl {
   request(command: number): void {
     Atomics.store(this.#i32, COMMAND, command);
     this.wake();
+  }
+
+  /**
+   * Declares that this host watches the published deadline and calls
+   * {@link markTimerDue} when it passes (machine/host.ts does): the vCPU then
+   * skips reading the clock on every exit.
+   */
+  watchDeadline(): void {
+    Atomics.store(this.#i32, TIMER_DUE, HOST_WATCHES_DEADLINE);
+  }
+
+  /** The published deadline passed: the vCPU polls its timers at the next exit. */
+  markTimerDue(): void {
+    Atomics.compareExchange(this.#i32, TIMER_DUE, HOST_WATCHES_DEADLINE, 1);
   }
 
   /** Wakes a vCPU sleeping in {@link sleep}. */
@@ -118,6 +135,17 @@ export class VcpuControl {
   #bumpSeq(): void {
     Atomics.add(this.#i32, DEADLINE_SEQ, 1);
     Atomics.notify(this.#i32, DEADLINE_SEQ);
+  }
+
+  /**
+   * Whether timers may be due: with a watching host, only when it said so
+   * (and the flag is re-armed); otherwise always (the caller reads the clock).
+   */
+  takeTimerDue(): boolean {
+    const v = Atomics.load(this.#i32, TIMER_DUE);
+    if (v === HOST_WATCHES_DEADLINE) return false;
+    if (v === 1) Atomics.store(this.#i32, TIMER_DUE, HOST_WATCHES_DEADLINE);
+    return true;
   }
 
   /** The current wake counter; pass it to {@link sleep} so no wake-up is lost. */

@@ -53,6 +53,14 @@ export function gpaFromBigint(value: bigint): number {
   return Number(value);
 }
 
+/** The same check for an address read as two 32-bit halves (no bigint on the hot path). */
+export function gpaFromHalves(high: number, low: number): number {
+  if (high >= 2 ** 20) {
+    throw new GuestMemoryError(low, 0, "beyond the physical address space");
+  }
+  return high * 2 ** 32 + low;
+}
+
 /** Guest RAM: a sorted, non-overlapping set of regions. */
 export class GuestMemory {
   readonly regions: readonly MemoryRegion[];

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { gpaFromBigint, GuestMemory, GuestMemoryError } from "./guest_memory.ts";
+import { gpaFromBigint, gpaFromHalves, GuestMemory, GuestMemoryError } from "./guest_memory.ts";
 
 const mem = () =>
   GuestMemory.anonymous([{ gpa: 0, size: 0x10000 }, { gpa: 0x1_0000_0000, size: 0x1000 }]);
@@ -38,6 +38,8 @@ Deno.test("guest memory: every out-of-range or overflowing access is a GuestMemo
   assert.throws(() => m.readU32(0xfffe), GuestMemoryError);
   assert.throws(() => gpaFromBigint(1n << 60n), GuestMemoryError);
   assert.equal(gpaFromBigint(0x1234n), 0x1234);
+  assert.equal(gpaFromHalves(0x1, 0x2000), 0x1_0000_2000);
+  assert.throws(() => gpaFromHalves(1 << 20, 0), GuestMemoryError);
   assert.equal(m.contains(0xfff0, 0x10), true);
   assert.equal(m.slice(0, 0).length, 0);
 });

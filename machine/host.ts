@@ -75,6 +75,7 @@ export class VmHost {
 
   constructor(options: VmHostOptions) {
     this.options = options;
+    this.control.watchDeadline();
   }
 
   /** Boots the VM; resolves with how it ended. */
@@ -168,6 +169,7 @@ export class VmHost {
       const wait = this.control.deadlineMs - performance.now();
       const wanted = wait <= 0 || this.control.command !== Command.RUN ||
         this.control.inputAvailable > 0 || Atomics.load(this.#guestRequests, 0) !== 0;
+      if (wait <= 0) this.control.markTimerDue();
       if (!busy) {
         // Halted or paused: the vCPU sleeps on its own deadline; wait for it to change state.
         await this.control.changed(1000);

@@ -10,7 +10,7 @@
 
 import type { Libc } from "../../ffi/libc.ts";
 import { SyscallError } from "../../ffi/errno.ts";
-import { gpaFromBigint, GuestMemory, type MemoryRegion } from "../../machine/guest_memory.ts";
+import { gpaFromHalves, GuestMemory, type MemoryRegion } from "../../machine/guest_memory.ts";
 import type {
   Accel,
   CpuState,
@@ -428,7 +428,10 @@ export class KvmVcpu extends VcpuBase implements Vcpu {
           : { kind: "io-out", port, size, count, data };
       }
       case abi.KVM_EXIT_MMIO: {
-        const gpa = gpaFromBigint(v.getBigUint64(RUN_MMIO_PHYS_ADDR, true));
+        const gpa = gpaFromHalves(
+          v.getUint32(RUN_MMIO_PHYS_ADDR + 4, true),
+          v.getUint32(RUN_MMIO_PHYS_ADDR, true),
+        );
         const len = Math.min(v.getUint32(RUN_MMIO_LEN, true), 8);
         const data = this.#run.subarray(RUN_MMIO_DATA, RUN_MMIO_DATA + len);
         return v.getUint8(RUN_MMIO_IS_WRITE)
