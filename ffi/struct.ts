@@ -122,34 +122,16 @@ export class StructLayout {
    * Offset of a field path such as `"vrs.vrs_gprs[16]"` or `"vei.vei_port"`.
    */
   offsetOf(path: string): number {
-    let layout: FieldType = this;
-    let offset = 0;
-    for (const part of path.split(".")) {
-      const m = /^([A-Za-z_][A-Za-z0-9_]*)((?:\[\d+\])*)$/.exec(part);
-      if (!m || !(layout instanceof StructLayout)) {
-        throw new Error(`Cannot resolve "${path}" in struct "${this.name}"`);
-      }
-      const f: Field = layout.field(m[1]);
-      offset += f.offset;
-      layout = f.type;
-      for (const idx of m[2].matchAll(/\[(\d+)\]/g)) {
-        if (typeof layout === "string" || !("kind" in layout) || layout.kind !== "array") {
-          throw new Error(`"${part}" in "${path}" is not an array`);
-        }
-        const i = Number(idx[1]);
-        if (i >= layout.length) throw new RangeError(`Index ${i} out of range in "${path}"`);
-        offset += i * sizeOf(layout.element);
-        layout = layout.element;
-      }
-    }
-    return offset;
+    return pathOffset(this, path);
   }
 
   /** Decodes the struct at `base` of `view` into a plain object. */
   decode(view: DataView, base = 0): Decoded {
     const out: Record<string, unknown> = {};
     for (const f of this.fields) {
-      if (typeof f.type !== "string" && !(f.type instanceof StructLayout) && f.type.kind === "pad") {
+      if (
+        typeof f.type !== "string" && !(f.type instanceof StructLayout) && f.type.kind === "pad"
+      ) {
         continue;
       }
       out[f.name] = decodeField(view, base + f.offset, f.type);
@@ -175,6 +157,31 @@ export class StructLayout {
     this.encode(new DataView(buf.buffer), value);
     return buf;
   }
+}
+
+/** Offset of a field path within `root` (see {@link StructLayout.offsetOf}). */
+function pathOffset(root: StructLayout, path: string): number {
+  let layout: FieldType = root;
+  let offset = 0;
+  for (const part of path.split(".")) {
+    const m = /^([A-Za-z_][A-Za-z0-9_]*)((?:\[\d+\])*)$/.exec(part);
+    if (!m || !(layout instanceof StructLayout)) {
+      throw new Error(`Cannot resolve "${path}" in struct "${root.name}"`);
+    }
+    const f: Field = layout.field(m[1]);
+    offset += f.offset;
+    layout = f.type;
+    for (const idx of m[2].matchAll(/\[(\d+)\]/g)) {
+      if (typeof layout === "string" || !("kind" in layout) || layout.kind !== "array") {
+        throw new Error(`"${part}" in "${path}" is not an array`);
+      }
+      const i = Number(idx[1]);
+      if (i >= layout.length) throw new RangeError(`Index ${i} out of range in "${path}"`);
+      offset += i * sizeOf(layout.element);
+      layout = layout.element;
+    }
+  }
+  return offset;
 }
 
 /** Declares a struct; members are laid out with C alignment rules. */
@@ -221,7 +228,10 @@ function decodeField(view: DataView, at: number, type: FieldType): Decoded {
   if (type instanceof StructLayout) return type.decode(view, at);
   if (type.kind === "array") {
     const step = sizeOf(type.element);
-    return Array.from({ length: type.length }, (_, i) => decodeField(view, at + i * step, type.element));
+    return Array.from(
+      { length: type.length },
+      (_, i) => decodeField(view, at + i * step, type.element),
+    );
   }
   return undefined;
 }
