@@ -185,4 +185,6 @@ export interface Accel {
   createVm(options: VmOptions): Vm;
   /** Kicks a vCPU (from any thread) out of `run()`; `run()` then returns `interrupted`. */
   kick(token: KickToken): void;
+  /** Releases the hypervisor device (after every VM of it is closed). */
+  close?(): void;
 }

@@ -9,6 +9,7 @@
 /// <reference lib="deno.worker" />
 
 import { createAccel } from "../accel/select.ts";
+import type { Accel } from "../accel/types.ts";
 import { openLibc } from "../ffi/libc.ts";
 import { VcpuControl } from "./control.ts";
 import { Machine, type Outcome } from "./machine.ts";
@@ -39,10 +40,11 @@ self.onmessage = (event: MessageEvent<WorkerRequest>) => {
   const shift = performance.timeOrigin - req.originMs;
   const clock = { nowNs: () => (performance.now() + shift) * 1e6 };
   let machine: Machine | undefined;
+  let accel: Accel | undefined;
   let outcome: Outcome;
   try {
     const libc = openLibc();
-    const accel = createAccel(req.accel, libc);
+    accel = createAccel(req.accel, libc);
     machine = new Machine({
       config: req.config,
       accel,
@@ -78,6 +80,7 @@ self.onmessage = (event: MessageEvent<WorkerRequest>) => {
   }
   try {
     machine?.close();
+    accel?.close?.();
   } catch (e) {
     console.error(`vmmctl: closing the VM: ${e instanceof Error ? e.message : e}`);
   }

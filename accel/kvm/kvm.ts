@@ -88,6 +88,7 @@ export class KvmAccel implements Accel {
   readonly libc: Libc;
   readonly fd: number;
   #cpuid?: Uint8Array;
+  #closed = false;
 
   constructor(libc: Libc, devicePath = "/dev/kvm") {
     this.libc = libc;
@@ -128,6 +129,13 @@ export class KvmAccel implements Accel {
 
   kick(token: KickToken): void {
     kickVcpu(this.libc, token);
+  }
+
+  /** Closes /dev/kvm (VMs hold their own fds). */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.libc.close(this.fd);
   }
 }
 
