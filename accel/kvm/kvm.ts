@@ -428,9 +428,10 @@ export class KvmVcpu extends VcpuBase implements Vcpu {
       case abi.KVM_EXIT_IO: {
         const size = v.getUint8(RUN_IO_SIZE);
         const count = v.getUint32(RUN_IO_COUNT, true);
-        const offset = Number(v.getBigUint64(RUN_IO_DATA_OFFSET, true));
+        // data_offset is within the kvm_run mapping (a few pages): its low half is enough.
+        const offset = v.getUint32(RUN_IO_DATA_OFFSET, true);
         const port = v.getUint16(RUN_IO_PORT, true);
-        const data = this.#run.subarray(offset, offset + size * count);
+        const data = this.#dataView(offset, size * count);
         return v.getUint8(RUN_IO_DIRECTION) === abi.KVM_EXIT_IO_IN
           ? { kind: "io-in", port, size, count, data }
           : { kind: "io-out", port, size, count, data };
@@ -441,7 +442,7 @@ export class KvmVcpu extends VcpuBase implements Vcpu {
           v.getUint32(RUN_MMIO_PHYS_ADDR, true),
         );
         const len = Math.min(v.getUint32(RUN_MMIO_LEN, true), 8);
-        const data = this.#run.subarray(RUN_MMIO_DATA, RUN_MMIO_DATA + len);
+        const data = this.#dataView(RUN_MMIO_DATA, len);
         return v.getUint8(RUN_MMIO_IS_WRITE)
           ? { kind: "mmio-write", gpa, data }
           : { kind: "mmio-read", gpa, data };
@@ -488,6 +489,20 @@ export class KvmVcpu extends VcpuBase implements Vcpu {
           } (${reason})${this.describeLocation()}`,
         };
     }
+  }
+
+  // The exit data views of the last few (offset, length) pairs: KVM uses the same few
+  // every time, and not allocating a view per exit keeps the hot path lean.
+  readonly #views = new Map<number, Uint8Array>();
+
+  #dataView(offset: number, length: number): Uint8Array {
+    const key = offset * 65536 + length;
+    let view = this.#views.get(key);
+    if (view === undefined) {
+      view = this.#run.subarray(offset, offset + length);
+      if (this.#views.size < 64) this.#views.set(key, view);
+    }
+    return view;
   }
 
   /** " at RIP 0x...: 0f 01 ..." — the bytes at the guest's RIP, for failure reports. */
