@@ -62,6 +62,26 @@ export interface Registers {
   rflags: bigint;
 }
 
+/** General-purpose register number (x86 encoding order: ModRM, REX) -> field of {@link Registers}. */
+export const GPR_FIELDS = [
+  "rax",
+  "rcx",
+  "rdx",
+  "rbx",
+  "rsp",
+  "rbp",
+  "rsi",
+  "rdi",
+  "r8",
+  "r9",
+  "r10",
+  "r11",
+  "r12",
+  "r13",
+  "r14",
+  "r15",
+] as const satisfies readonly (keyof Registers)[];
+
 /** Segment, control and mode registers. */
 export interface SpecialRegisters {
   cs: Segment;

@@ -225,26 +225,8 @@ export class KvmVm implements Vm {
   }
 }
 
-const GPRS = [
-  "rax",
-  "rbx",
-  "rcx",
-  "rdx",
-  "rsi",
-  "rdi",
-  "rsp",
-  "rbp",
-  "r8",
-  "r9",
-  "r10",
-  "r11",
-  "r12",
-  "r13",
-  "r14",
-  "r15",
-  "rip",
-  "rflags",
-] as const;
+/** kvm_regs' fields, in its order: every one is a field of {@link Registers}. */
+const GPRS = abi.kvm_regs.fields.map((f) => f.name as keyof Registers);
 
 const SEGMENTS = ["cs", "ds", "es", "fs", "gs", "ss", "tr", "ldt"] as const;
 

@@ -30,7 +30,7 @@
  * @module
  */
 
-import type { Registers } from "../types.ts";
+import { GPR_FIELDS, type Registers } from "../types.ts";
 import {
   type AddressSize,
   type CpuMode,
@@ -44,25 +44,8 @@ import {
 /** RFLAGS.DF: string instructions move down. */
 export const X86_RFLAGS_DF = 1n << 10n;
 
-/** GPR number (x86 encoding order) -> field of {@link Registers}. */
-export const GPR_FIELDS = [
-  "rax",
-  "rcx",
-  "rdx",
-  "rbx",
-  "rsp",
-  "rbp",
-  "rsi",
-  "rdi",
-  "r8",
-  "r9",
-  "r10",
-  "r11",
-  "r12",
-  "r13",
-  "r14",
-  "r15",
-] as const satisfies readonly (keyof Registers)[];
+/** Re-exported for callers that index registers by number. */
+export { GPR_FIELDS };
 
 /** What {@link emulateMmio} needs. */
 export interface MmioEmulateInput {

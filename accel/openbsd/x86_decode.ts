@@ -27,7 +27,7 @@
  * @module
  */
 
-import type { Registers, SpecialRegisters } from "../types.ts";
+import { GPR_FIELDS, type Registers, type SpecialRegisters } from "../types.ts";
 
 /** The CPU's code mode at the faulting instruction (from CR0.PE, EFER.LMA, CS.L and CS.D). */
 export type CpuMode = "real" | "protected16" | "protected32" | "long64";
@@ -556,26 +556,6 @@ function decode(bytes: Uint8Array, cpuMode: CpuMode): DecodedMmio {
 // ---------------------------------------------------------------------------
 // Effective addresses
 
-/** GPR number (x86 encoding order) -> field of {@link Registers}. */
-const GPR_NAMES = [
-  "rax",
-  "rcx",
-  "rdx",
-  "rbx",
-  "rsp",
-  "rbp",
-  "rsi",
-  "rdi",
-  "r8",
-  "r9",
-  "r10",
-  "r11",
-  "r12",
-  "r13",
-  "r14",
-  "r15",
-] as const satisfies readonly (keyof Registers)[];
-
 const CR0_PE = 1n;
 const EFER_LMA = 1n << 10n;
 const RFLAGS_VM = 1n << 17n;
@@ -616,8 +596,8 @@ export function effectiveAddress(
   const { mem, addressSize } = decoded;
   const long = (sregs.efer & EFER_LMA) !== 0n && sregs.cs.l;
   let offset = mem.disp;
-  if (mem.base !== undefined) offset += regs[GPR_NAMES[mem.base]];
-  if (mem.index !== undefined) offset += regs[GPR_NAMES[mem.index]] * BigInt(mem.scale);
+  if (mem.base !== undefined) offset += regs[GPR_FIELDS[mem.base]];
+  if (mem.index !== undefined) offset += regs[GPR_FIELDS[mem.index]] * BigInt(mem.scale);
   if (mem.ripRelative) offset += regs.rip + BigInt(decoded.length);
   offset = BigInt.asUintN(addressSize * 8, offset);
   const segBase = long && mem.segment !== "fs" && mem.segment !== "gs"

@@ -51,7 +51,7 @@ import type { IoctlArg, IoctlRequest, Libc, LibcConstants, Mapping } from "../..
 import type { StructLayout } from "../../../ffi/struct.ts";
 import * as kvm from "../../kvm/abi.ts";
 import * as abi from "../abi.ts";
-import type { Registers, Segment, SpecialRegisters } from "../../types.ts";
+import { GPR_FIELDS, type Registers, type Segment, type SpecialRegisters } from "../../types.ts";
 import { vm_create_params_era_b, VMM_IOC_CREATE_ERA_B, type VmmAbiEra } from "../vmm.ts";
 import { cpuModeOf, decodeMmioInstruction, effectiveAddress } from "../x86_decode.ts";
 
@@ -1635,7 +1635,7 @@ export class VmmOnKvmLibc implements Libc {
       } else if ("imm" in src) {
         value = src.imm;
       } else {
-        const raw = regs[GPR_NAMES[src.reg]];
+        const raw = regs[GPR_FIELDS[src.reg]];
         value = src.high8 ? raw >> 8n : raw;
       }
       let same = true;
@@ -1741,26 +1741,6 @@ function toSpecialRegisters(s: KvmSregs): SpecialRegisters {
     efer: s.efer,
   };
 }
-
-/** GPR number -> Registers field (x86 encoding order). */
-const GPR_NAMES = [
-  "rax",
-  "rcx",
-  "rdx",
-  "rbx",
-  "rsp",
-  "rbp",
-  "rsi",
-  "rdi",
-  "r8",
-  "r9",
-  "r10",
-  "r11",
-  "r12",
-  "r13",
-  "r14",
-  "r15",
-] as const;
 
 /** The bits an access of `size` bytes covers. */
 function sizeMask(size: number): bigint {
