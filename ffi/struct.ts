@@ -219,6 +219,21 @@ export function defineUnion(
   return new StructLayout(name, fields, roundUp(size, align), align);
 }
 
+/**
+ * Lifts the fields of the struct/union member `member` into `layout` (C11
+ * anonymous members): same bytes, but reached without the member's name.
+ */
+export function liftAnonymous(layout: StructLayout, member: string): StructLayout {
+  const fields = layout.fields.flatMap((f): Field[] => {
+    if (f.name !== member) return [f];
+    if (!(f.type instanceof StructLayout)) {
+      throw new Error(`Member "${member}" of "${layout.name}" is not a struct or union`);
+    }
+    return f.type.fields.map((g) => ({ ...g, offset: g.offset + f.offset }));
+  });
+  return new StructLayout(layout.name, fields, layout.size, layout.align);
+}
+
 function roundUp(n: number, a: number): number {
   return Math.ceil(n / a) * a;
 }

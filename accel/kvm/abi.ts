@@ -28,26 +28,11 @@ import {
   array,
   defineStruct,
   defineUnion,
-  type Field,
   type FieldType,
+  liftAnonymous,
   sizeOf,
-  StructLayout,
+  type StructLayout,
 } from "../../ffi/struct.ts";
-
-/**
- * Lifts the fields of the struct/union member `member` into `layout` (C11
- * anonymous members): same bytes, but reached without the member's name.
- */
-function liftAnonymous(layout: StructLayout, member: string): StructLayout {
-  const fields = layout.fields.flatMap((f): Field[] => {
-    if (f.name !== member) return [f];
-    if (!(f.type instanceof StructLayout)) {
-      throw new Error(`Member "${member}" of "${layout.name}" is not a struct or union`);
-    }
-    return f.type.fields.map((g) => ({ ...g, offset: g.offset + f.offset }));
-  });
-  return new StructLayout(layout.name, fields, layout.size, layout.align);
-}
 
 const u64s = (names: readonly string[]): [string, FieldType][] => names.map((n) => [n, "u64"]);
 const u8s = (names: readonly string[]): [string, FieldType][] => names.map((n) => [n, "u8"]);

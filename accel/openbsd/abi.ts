@@ -21,22 +21,13 @@
 
 import { openbsdIow, openbsdIowr } from "../../ffi/ioctl.ts";
 import type { IoctlRequest } from "../../ffi/libc.ts";
-import { array, defineStruct, defineUnion, type Field, StructLayout } from "../../ffi/struct.ts";
-
-/**
- * Lifts the fields of the struct/union member `member` into `layout` (C11
- * anonymous members): same bytes, but reached without the member's name.
- */
-function liftAnonymous(layout: StructLayout, member: string): StructLayout {
-  const fields = layout.fields.flatMap((f): Field[] => {
-    if (f.name !== member) return [f];
-    if (!(f.type instanceof StructLayout)) {
-      throw new Error(`Member "${member}" of "${layout.name}" is not a struct or union`);
-    }
-    return f.type.fields.map((g) => ({ ...g, offset: g.offset + f.offset }));
-  });
-  return new StructLayout(layout.name, fields, layout.size, layout.align);
-}
+import {
+  array,
+  defineStruct,
+  defineUnion,
+  liftAnonymous,
+  type StructLayout,
+} from "../../ffi/struct.ts";
 
 // ---------------------------------------------------------------------------
 // Limits and fixed values (vmm.h / vmmvar.h)
