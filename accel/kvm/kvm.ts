@@ -160,7 +160,13 @@ export class KvmVm implements Vm {
       libc.ioctl(this.fd, abi.KVM_SET_IDENTITY_MAP_ADDR, idmap);
       if (options.irqchip === "kernel") {
         libc.ioctl(this.fd, abi.KVM_CREATE_IRQCHIP, 0);
-        libc.ioctl(this.fd, abi.KVM_CREATE_PIT2, abi.kvm_pit_config.bytes({ flags: 0 }));
+        // SPEAKER_DUMMY: KVM also answers port 0x61 (channel 2 gate, OUT2), which guests use to
+        // calibrate their clocks; otherwise it would reach us with no PIT here to answer it.
+        libc.ioctl(
+          this.fd,
+          abi.KVM_CREATE_PIT2,
+          abi.kvm_pit_config.bytes({ flags: abi.KVM_PIT_SPEAKER_DUMMY }),
+        );
       }
       options.ram.forEach((r, slot) => this.#addRegion(slot, r.gpa, r.size));
     } catch (e) {
