@@ -31,7 +31,7 @@
  * @module
  */
 
-import { gunzipSync } from "node:zlib";
+import { gunzip } from "../ffi/inflate.ts";
 import type { CpuState, Segment } from "../accel/types.ts";
 import type { GuestMemory } from "../machine/guest_memory.ts";
 import { E820_RAM, type E820Entry, PCI_HOLE_BASE } from "../machine/layout.ts";
@@ -119,7 +119,7 @@ function isGzip(data: Uint8Array): boolean {
 export function gunzipIfNeeded(data: Uint8Array): Uint8Array {
   if (!isGzip(data)) return data;
   try {
-    return new Uint8Array(gunzipSync(data));
+    return gunzip(data);
   } catch (e) {
     throw new LoaderError(`gzip data does not decompress: ${e instanceof Error ? e.message : e}`);
   }
@@ -145,7 +145,7 @@ export function hasOpenbsdNote(elf: Uint8Array): boolean {
 export function isOpenbsdKernel(data: Uint8Array): boolean {
   if (isGzip(data)) {
     try {
-      return hasOpenbsdNote(gunzipSync(data.subarray(0)));
+      return hasOpenbsdNote(gunzip(data));
     } catch {
       return false;
     }
