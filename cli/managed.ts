@@ -14,7 +14,6 @@
 
 import { resolve } from "node:path";
 import type { VmConfig } from "../config/schema.ts";
-import { DEMO_GUEST } from "../guests/images.ts";
 import { openProcessLibc } from "../ffi/libc.ts";
 import { GuestRequest, VmHost } from "../machine/host.ts";
 import { describeOutcome, exitStatus, type Outcome } from "../machine/machine.ts";
@@ -472,12 +471,16 @@ class ManagedVm {
   }
 
   /** Creates and starts a VmHost; resolves once the guest runs or the start failed. */
-  #boot(): Promise<{ ok: true } | { ok: false; error: string }> {
+  async #boot(): Promise<{ ok: true } | { ok: false; error: string }> {
+    // Loaded only when needed: decoding the embedded image costs start-up time.
+    const kernelImage = this.#payload.demo
+      ? (await import("../guests/images.ts")).DEMO_GUEST
+      : undefined;
     return new Promise((resolveStart) => {
       const host = new VmHost({
         config: this.#config,
         serial: { serial: "none" },
-        kernelImage: this.#payload.demo ? DEMO_GUEST : undefined,
+        kernelImage,
         onStarted: (boot) => {
           this.#verbose(`booted: ${boot}`);
           resolveStart({ ok: true });
