@@ -15,6 +15,7 @@
 import { resolve } from "node:path";
 import type { VmConfig } from "../config/schema.ts";
 import { openProcessLibc } from "../ffi/libc.ts";
+import { PtyConsole } from "./pty_console.ts";
 import { GuestRequest, VmHost } from "../machine/host.ts";
 import { describeOutcome, exitStatus, type Outcome } from "../machine/machine.ts";
 import {
@@ -326,7 +327,6 @@ class VmLog {
   }
 }
 
-const PTY_POLL_MS = 25;
 const CONSOLE_QUEUE_MAX_BYTES = 1024 * 1024;
 
 /** One managed VM, inside its process. */
@@ -336,8 +336,7 @@ class ManagedVm {
   readonly #config: VmConfig;
   #state!: VmState;
   #log?: VmLog;
-  #masterFd = -1;
-  #slaveFd = -1;
+  #pty?: PtyConsole;
   #listener?: Deno.Listener;
   #host?: VmHost;
   #running?: Promise<Outcome>;
@@ -418,16 +417,11 @@ class ManagedVm {
   }
 
   async #setUp(): Promise<void> {
-    const libc = openProcessLibc();
     const id = this.#state.id;
     this.#log = new VmLog(logPath(this.#dir, this.#config.vm.name));
-    const pty = libc.openPty();
-    this.#masterFd = pty.masterFd;
-    // We hold the slave open ourselves: reads on the master never see a hang-up,
-    // and raw mode stops the line discipline echoing guest output back as input.
-    this.#slaveFd = libc.openTerminal(pty.slavePath);
-    libc.makeRaw(this.#slaveFd);
-    this.#state.tty = pty.slavePath;
+    const pty = PtyConsole.open();
+    this.#pty = pty;
+    this.#state.tty = pty.path;
     const sock = socketPath(this.#dir, id);
     try {
       Deno.removeSync(sock);
@@ -435,10 +429,10 @@ class ManagedVm {
       // no stale socket
     }
     this.#listener = Deno.listen({ transport: "unix", path: sock });
-    this.#grantAccess([sock, this.#log.path, pty.slavePath]);
+    this.#grantAccess([sock, this.#log.path, pty.path]);
     writeState(this.#dir, this.#state);
     this.#log.message(
-      `starting VM "${this.#config.vm.name}" (id ${id}, pid ${Deno.pid}, tty ${pty.slavePath})`,
+      `starting VM "${this.#config.vm.name}" (id ${id}, pid ${Deno.pid}, tty ${pty.path})`,
     );
     const started = await this.#boot();
     if (!started.ok) throw new Error(started.error);
@@ -498,10 +492,7 @@ class ManagedVm {
 
   #output(bytes: Uint8Array): void {
     this.#log?.console(bytes);
-    if (this.#masterFd >= 0) {
-      // A full pty (nobody reading the slave) drops output rather than stalling the VM.
-      openProcessLibc().writeNonblocking(this.#masterFd, bytes);
-    }
+    this.#pty?.write(bytes);
     const conn = this.#console;
     if (conn && this.#consoleQueued + bytes.length <= CONSOLE_QUEUE_MAX_BYTES) {
       this.#consoleQueued += bytes.length;
@@ -540,10 +531,9 @@ class ManagedVm {
     for (const sig of ["SIGTERM", "SIGHUP", "SIGINT"] as const) {
       Deno.addSignalListener(sig, onSignal);
     }
-    const poll = setInterval(() => this.#pollPty(), PTY_POLL_MS);
+    this.#pty?.startPolling((bytes) => this.#input(bytes));
     const accepting = this.#accept();
     const outcome = await this.#lifetime();
-    clearInterval(poll);
     const status = exitStatus(outcome);
     const clean = outcome.kind === "poweroff" || outcome.kind === "stopped";
     this.#log!.message(`VM "${name}" (id ${id}) ended: ${describeOutcome(outcome)}`);
@@ -580,17 +570,6 @@ class ManagedVm {
       const started = await this.#boot();
       if (!started.ok) return await this.#running!;
       this.#setState("running");
-    }
-  }
-
-  #pollPty(): void {
-    if (this.#masterFd < 0) return;
-    const buf = new Uint8Array(4096);
-    try {
-      const n = openProcessLibc().readNonblocking(this.#masterFd, buf);
-      if (n > 0) this.#input(buf.slice(0, n));
-    } catch {
-      // EIO while nobody holds the slave: nothing to read
     }
   }
 
@@ -726,23 +705,14 @@ class ManagedVm {
   }
 
   #tearDown(): void {
-    const libc = openProcessLibc();
     try {
       this.#listener?.close();
     } catch {
       // already closed
     }
     if (this.#console) closeQuietly(this.#console);
-    for (const fd of [this.#masterFd, this.#slaveFd]) {
-      if (fd >= 0) {
-        try {
-          libc.close(fd);
-        } catch {
-          // already closed
-        }
-      }
-    }
-    this.#masterFd = this.#slaveFd = -1;
+    this.#pty?.close();
+    this.#pty = undefined;
     this.#log?.close();
     this.#log = undefined;
   }

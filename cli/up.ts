@@ -13,6 +13,7 @@ import { VmHost } from "../machine/host.ts";
 import { describeOutcome, exitStatus, type Outcome } from "../machine/machine.ts";
 import type { SerialTarget } from "../machine/serial_sink.ts";
 import { EscapeReader } from "./escape.ts";
+import { PtyConsole } from "./pty_console.ts";
 import { type Command, EXIT_FAILURE, UsageError } from "./command.ts";
 import { reportErrors, startManaged } from "./managed.ts";
 import { resolveRunDir, RUNDIR_FLAG } from "./rundir.ts";
@@ -39,7 +40,7 @@ export const upCommand: Command = {
     serial: {
       type: "string",
       value: "MODE",
-      description: "override console.serial: stdio | none | file:PATH",
+      description: "override console.serial: stdio | pty | none | file:PATH",
     },
     verbose: { type: "boolean", short: "v", description: "say what was loaded and how it ended" },
     detach: {
@@ -93,23 +94,32 @@ export const upCommand: Command = {
 
 function serialTarget(config: VmConfig, override: string | undefined): SerialTarget {
   if (override === undefined) return { serial: config.console.serial, path: config.console.path };
-  if (override === "stdio" || override === "none") return { serial: override };
+  if (override === "stdio" || override === "none" || override === "pty") {
+    return { serial: override };
+  }
   if (override.startsWith("file:") && override.length > 5) {
     return { serial: "file", path: override.slice(5) };
   }
-  throw new UsageError(`unknown serial mode "${override}"; use stdio, none or file:PATH`);
+  throw new UsageError(`unknown serial mode "${override}"; use stdio, pty, none or file:PATH`);
 }
 
-/** Boots `config` and attaches the terminal when the console is stdio. */
+/**
+ * Boots `config` and attaches the terminal when the console is stdio; with
+ * "pty" the console is a new pseudo-terminal (its path is printed) that
+ * `cu -l` or `screen` can open while the VM runs.
+ */
 async function boot(
   config: VmConfig,
   serial: SerialTarget,
   opts: { accel?: AccelChoice; kernelImage?: Uint8Array; verbose: boolean },
 ): Promise<Outcome> {
   const interactive = serial.serial === "stdio" && Deno.stdin.isTerminal();
+  const pty = serial.serial === "pty" ? PtyConsole.open() : undefined;
+  if (pty) console.error(`vmmctl: ${config.vm.name}: console on ${pty.path}`);
   const host = new VmHost({
     config,
-    serial: { ...serial, crlf: interactive },
+    serial: pty ? { serial: "none" } : { ...serial, crlf: interactive },
+    onSerialOutput: pty ? (bytes) => pty.write(bytes) : undefined,
     accel: opts.accel,
     kernelImage: opts.kernelImage,
     onStarted: (boot) => {
@@ -123,10 +133,12 @@ async function boot(
   const running = host.start();
   let stopInput = () => {};
   if (serial.serial === "stdio") stopInput = pumpInput(host, running);
+  pty?.startPolling((bytes) => host.input(bytes));
   try {
     return await running;
   } finally {
     stopInput();
+    pty?.close();
     if (interactive) Deno.stdin.setRaw(false);
     Deno.removeSignalListener("SIGTERM", onTerm);
     if (!interactive) Deno.removeSignalListener("SIGINT", onTerm);

@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
 import { vmmctl } from "./cli.ts";
+import { kvmAvailable } from "./boot.ts";
+import { guestPath } from "../guests/images.ts";
 
 const tmp = await Deno.makeTempDir({ prefix: "vmmctl-cli-" });
 const kernel = `${tmp}/kernel.bin`;
@@ -59,4 +61,56 @@ Deno.test("cli: up with a kernel that is no known format fails with a clear mess
   const r = await vmmctl(["up", `${tmp}/good.toml`]);
   assert.notEqual(r.code, 0);
   assert.match(r.stderr, /not a bzImage, ELF or Multiboot v1 image/);
+});
+
+Deno.test({
+  name:
+    "cli: up --serial pty puts the console on a new pty: output reads there, input reaches COM1",
+  ignore: !kvmAvailable(),
+  async fn() {
+    const cfg = `${tmp}/ticker.toml`;
+    await Deno.writeTextFile(
+      cfg,
+      `[vm]\nname = "ticker"\nmemory = "32M"\n\n[boot]\nkernel = "${guestPath("ticker")}"\n`,
+    );
+    const child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--allow-all",
+        new URL("../main.ts", import.meta.url).pathname,
+        "up",
+        "--serial",
+        "pty",
+        cfg,
+      ],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const stderr = child.stderr.getReader();
+    let err = "";
+    while (!/console on (\S+)/.test(err)) {
+      const { value, done } = await stderr.read();
+      if (done) break;
+      err += new TextDecoder().decode(value);
+    }
+    const path = /console on (\S+)/.exec(err)?.[1];
+    assert.ok(path?.startsWith("/dev/pts/"), err);
+    const tty = await Deno.open(path!, { read: true, write: true });
+    let seen = "";
+    const buf = new Uint8Array(256);
+    while (!/tick 3/.test(seen)) {
+      const n = await tty.read(buf);
+      if (n === null) break;
+      seen += new TextDecoder().decode(buf.subarray(0, n));
+    }
+    assert.match(seen, /tick 1\b[\s\S]*tick 2\b/);
+    await tty.write(new TextEncoder().encode("q"));
+    const status = await child.status;
+    tty.close();
+    stderr.releaseLock();
+    await child.stderr.cancel();
+    await child.stdout.cancel();
+    assert.equal(status.code, 0, "the guest powered off on 'q' typed on the pty");
+  },
 });
