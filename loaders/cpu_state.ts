@@ -99,7 +99,8 @@ export interface LongModeOptions extends ProtectedModeOptions {
   pml4?: number;
 }
 
-function zeroRegisters(): Registers {
+/** Every general-purpose register zero, RFLAGS with only its reserved bit 1 set. */
+export function zeroRegisters(): Registers {
   return {
     rax: 0n,
     rbx: 0n,

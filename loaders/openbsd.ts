@@ -44,6 +44,7 @@ import {
   Placement,
 } from "./common.ts";
 import { elfClass, elfNotes, parseElf, PT_LOAD, PT_NOTE, SHT_NOTE } from "./elf.ts";
+import { zeroRegisters } from "./cpu_state.ts";
 
 /** Where vmd puts the boot arguments. */
 export const OPENBSD_BOOTARGS_GPA = 0x2000;
@@ -353,26 +354,7 @@ export function openbsdCpuState(rip: number, rsp: number, i386: boolean): CpuSta
   const system = (type: number) =>
     segment(0, type, { s: false, db: false, g: false, limit: 0xffff });
   return {
-    regs: {
-      rax: 0n,
-      rbx: 0n,
-      rcx: 0n,
-      rdx: 0n,
-      rsi: 0n,
-      rdi: 0n,
-      rsp: BigInt(rsp),
-      rbp: 0n,
-      r8: 0n,
-      r9: 0n,
-      r10: 0n,
-      r11: 0n,
-      r12: 0n,
-      r13: 0n,
-      r14: 0n,
-      r15: 0n,
-      rip: BigInt(rip),
-      rflags: 0x2n,
-    },
+    regs: { ...zeroRegisters(), rsp: BigInt(rsp), rip: BigInt(rip) },
     sregs: {
       cs: segment(0x08, 0xf), // access rights 0xC09F, as vmd
       ds: data,

@@ -26,7 +26,12 @@ import type { CpuState, Segment } from "../accel/types.ts";
 import type { GuestMemory } from "../machine/guest_memory.ts";
 import { type ElfImage, EM_X86_64, parseElf, PT_LOAD, PT_NOTE } from "../loaders/elf.ts";
 import { formatBytes, hex, LoaderError } from "../loaders/common.ts";
-import { busyTss, encodeSegmentDescriptor, unusableLdt } from "../loaders/cpu_state.ts";
+import {
+  busyTss,
+  encodeSegmentDescriptor,
+  unusableLdt,
+  zeroRegisters,
+} from "../loaders/cpu_state.ts";
 import {
   ABI1_INFO_BYTES,
   ABI1_NOTE_ALIGN,
@@ -391,26 +396,12 @@ export function unikernelCpuState(entry: number, stackTop: number): CpuState {
   const data = flatSegment(X86_GDT_DATA_SELECTOR, false);
   return {
     regs: {
-      rax: 0n,
-      rbx: 0n,
-      rcx: 0n,
-      rdx: 0n,
-      rsi: 0n,
+      ...zeroRegisters(),
       // The single argument of _start: the boot info.
       rdi: BigInt(X86_BOOT_INFO_BASE),
       // (RSP + 8) % 16 == 0 at entry, as after a call.
       rsp: BigInt(stackTop - 8),
-      rbp: 0n,
-      r8: 0n,
-      r9: 0n,
-      r10: 0n,
-      r11: 0n,
-      r12: 0n,
-      r13: 0n,
-      r14: 0n,
-      r15: 0n,
       rip: BigInt(entry),
-      rflags: 2n,
     },
     sregs: {
       cs: code,
