@@ -195,6 +195,8 @@ export interface Vm {
   createVcpu(id: number, state: CpuState): Vcpu;
   /** Drives an interrupt line of the in-kernel irqchip (irqchip "kernel" only). */
   setIrqLine(irq: number, high: boolean): void;
+  /** Makes ISA `irq` level-triggered in the in-kernel PIC's ELCR (irqchip "kernel" only). */
+  setIrqLevelTriggered?(irq: number): void;
   close(): void;
 }
 

@@ -42,10 +42,17 @@ function expectation(label: string) {
   return e;
 }
 
-for (const [mode, cmdline, k] of [["legacy", "", 0x11], ["modern", "modern=1", 0x22]] as const) {
+for (
+  const [mode, cmdline, k, irqchip] of [
+    ["legacy", "", 0x11, "user"],
+    ["modern", "modern=1", 0x22, "user"],
+    // The in-kernel irqchip: the device's IRQ is made level-triggered in KVM's PIC instead.
+    ["legacy", "", 0x11, "kernel"],
+  ] as const
+) {
   Deno.test({
-    name:
-      `virtio guest: virtio-blk through the ${mode} interface reads, writes, flushes; IOERR past the end`,
+    name: `virtio guest: virtio-blk through the ${mode} interface reads, writes, flushes; ` +
+      `IOERR past the end (irqchip ${irqchip})`,
     ignore,
     async fn() {
       const image = await makeRawImage();
@@ -53,6 +60,7 @@ for (const [mode, cmdline, k] of [["legacy", "", 0x11], ["modern", "modern=1", 0
         const r = await bootGuest({
           kernel: guestPath("virtio_blk"),
           cmdline,
+          irqchip,
           disks: [{ path: image, format: "raw", readonly: false }],
         });
         const e = expectation(`virtio_blk ${mode}`);

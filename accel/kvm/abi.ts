@@ -30,6 +30,7 @@ import {
   defineUnion,
   type FieldType,
   liftAnonymous,
+  pad,
   sizeOf,
   type StructLayout,
 } from "../../ffi/struct.ts";
@@ -179,6 +180,53 @@ export const kvm_irq_level: StructLayout = liftAnonymous(
   ]),
   "",
 );
+
+/** `struct kvm_pic_state`: one in-kernel 8259A (KVM_GET/SET_IRQCHIP, chip 0 and 1). */
+export const kvm_pic_state: StructLayout = defineStruct(
+  "kvm_pic_state",
+  u8s([
+    "last_irr",
+    "irr",
+    "imr",
+    "isr",
+    "priority_add",
+    "irq_base",
+    "read_reg_select",
+    "poll",
+    "special_mask",
+    "init_state",
+    "auto_eoi",
+    "rotate_on_auto_eoi",
+    "special_fully_nested_mode",
+    "init4",
+    "elcr",
+    "elcr_mask",
+  ]),
+);
+
+/** `struct kvm_ioapic_state` (the 24 redirection entries, unions in C, as opaque padding). */
+export const kvm_ioapic_state: StructLayout = defineStruct("kvm_ioapic_state", [
+  ["base_address", "u64"],
+  ["ioregsel", "u32"],
+  ["id", "u32"],
+  ["irr", "u32"],
+  ["pad", "u32"],
+  ["redirtbl", pad(24 * 8)],
+]);
+
+/** `struct kvm_irqchip`: `chip_id` 0 = master PIC, 1 = slave PIC, 2 = IOAPIC. */
+export const kvm_irqchip: StructLayout = defineStruct("kvm_irqchip", [
+  ["chip_id", "u32"],
+  ["pad", "u32"],
+  [
+    "chip",
+    defineUnion("kvm_irqchip.chip", [
+      ["dummy", array("u8", 512)],
+      ["pic", kvm_pic_state],
+      ["ioapic", kvm_ioapic_state],
+    ]),
+  ],
+]);
 
 /** `struct kvm_pit_config` (KVM_CREATE_PIT2). */
 export const kvm_pit_config: StructLayout = defineStruct("kvm_pit_config", [
@@ -551,6 +599,10 @@ export const KVM_SET_IDENTITY_MAP_ADDR: IoctlRequest = iow(
 export const KVM_CREATE_IRQCHIP: IoctlRequest = io("KVM_CREATE_IRQCHIP", 0x60);
 /** Sets an irqchip input line ({@link kvm_irq_level}). */
 export const KVM_IRQ_LINE: IoctlRequest = iow("KVM_IRQ_LINE", 0x61, kvm_irq_level);
+/** KVM_GET_IRQCHIP: read the in-kernel PIC or IOAPIC state. */
+export const KVM_GET_IRQCHIP: IoctlRequest = iowr("KVM_GET_IRQCHIP", 0x62, kvm_irqchip);
+/** KVM_SET_IRQCHIP: write it back. */
+export const KVM_SET_IRQCHIP: IoctlRequest = ior("KVM_SET_IRQCHIP", 0x63, kvm_irqchip);
 /** Replaces the GSI routing table ({@link kvm_irq_routing} + entries). */
 export const KVM_SET_GSI_ROUTING: IoctlRequest = iow("KVM_SET_GSI_ROUTING", 0x6a, kvm_irq_routing);
 /** Binds an eventfd to a GSI ({@link kvm_irqfd}). */

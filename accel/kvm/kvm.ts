@@ -212,6 +212,17 @@ export class KvmVm implements Vm {
     return new KvmVcpu(this, id, state);
   }
 
+  setIrqLevelTriggered(irq: number): void {
+    // The ELCR lives in the in-kernel PIC's state: read it, set the bit, write it back.
+    const libc = this.accel.libc;
+    const chip = abi.kvm_irqchip.bytes({ chip_id: irq >> 3 });
+    libc.ioctl(this.fd, abi.KVM_GET_IRQCHIP, chip);
+    const view = new DataView(chip.buffer);
+    const at = abi.kvm_irqchip.offsetOf("chip.pic.elcr");
+    view.setUint8(at, view.getUint8(at) | (1 << (irq & 7)));
+    libc.ioctl(this.fd, abi.KVM_SET_IRQCHIP, chip);
+  }
+
   setIrqLine(irq: number, high: boolean): void {
     this.accel.libc.ioctl(
       this.fd,

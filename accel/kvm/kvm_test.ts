@@ -5,6 +5,7 @@ import { SyscallError } from "../../ffi/errno.ts";
 import { checkHostMemory } from "../../machine/machine.ts";
 import { kvmAvailable } from "../../tests/boot.ts";
 import { realModeState } from "../../loaders/cpu_state.ts";
+import * as abi from "./abi.ts";
 
 /** A libc whose open() fails with `errno` (no hypervisor needed). */
 function failingOpen(errno: number): Libc {
@@ -80,6 +81,37 @@ Deno.test({
       vcpu.close();
     } finally {
       vm.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "kvm: with the in-kernel irqchip, setIrqLevelTriggered sets the PIC's ELCR bit",
+  ignore: !kvmAvailable(),
+  fn() {
+    const accel = new KvmAccel(openLibc());
+    const vm = accel.createVm({
+      name: "t",
+      ram: [{ gpa: 0, size: 0x10000 }],
+      vcpus: 1,
+      irqchip: "kernel",
+    });
+    const elcr = (chip: number) => {
+      const buf = abi.kvm_irqchip.bytes({ chip_id: chip });
+      openLibc().ioctl(vm.fd, abi.KVM_GET_IRQCHIP, buf);
+      return buf[abi.kvm_irqchip.offsetOf("chip.pic.elcr")];
+    };
+    try {
+      assert.equal(elcr(0), 0);
+      assert.equal(elcr(1), 0);
+      vm.setIrqLevelTriggered(5);
+      vm.setIrqLevelTriggered(10);
+      vm.setIrqLevelTriggered(11);
+      assert.equal(elcr(0), 1 << 5);
+      assert.equal(elcr(1), (1 << 2) | (1 << 3));
+    } finally {
+      vm.close();
+      accel.close();
     }
   },
 });

@@ -41,7 +41,7 @@ export interface VirtioHostMachine {
   readonly pio: Bus;
   readonly mmio: Bus;
   readonly pci: PciHost;
-  readonly vm: { readonly memory: GuestMemory };
+  readonly vm: { readonly memory: GuestMemory; setIrqLevelTriggered?(irq: number): void };
   readonly pic?: Pic8259Pair;
   readonly timed: TimedDevice[];
   readonly clock: Clock;
@@ -178,10 +178,13 @@ export function attachVirtioDevices(
   return devices;
 }
 
-/** Programs the ELCR so `irq` is level-triggered (our PIC only; the in-kernel one keeps edge). */
+/** Programs the ELCR so `irq` is level-triggered: our PIC's, or the in-kernel one's. */
 function setLevelTriggered(machine: VirtioHostMachine, irq: number): void {
   const elcr = machine.pic?.elcr;
-  if (!elcr) return;
+  if (!elcr) {
+    machine.vm.setIrqLevelTriggered?.(irq);
+    return;
+  }
   const data = new Uint8Array(1);
   elcr.read(irq >> 3, data);
   data[0] |= 1 << (irq & 7);
