@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { zeroRegisters } from "../../loaders/cpu_state.ts";
 import { GuestMemory } from "../../machine/guest_memory.ts";
 import type { Registers, Segment, SpecialRegisters } from "../types.ts";
 import {
@@ -13,26 +14,7 @@ function hx(t: string): Uint8Array {
   return new Uint8Array(t.split(" ").map((p) => parseInt(p, 16)));
 }
 
-const REGS: Registers = {
-  rax: 0n,
-  rbx: 0n,
-  rcx: 0n,
-  rdx: 0n,
-  rsi: 0n,
-  rdi: 0n,
-  rsp: 0n,
-  rbp: 0n,
-  r8: 0n,
-  r9: 0n,
-  r10: 0n,
-  r11: 0n,
-  r12: 0n,
-  r13: 0n,
-  r14: 0n,
-  r15: 0n,
-  rip: 0x1000n,
-  rflags: 2n,
-};
+const REGS: Registers = { ...zeroRegisters(), rip: 0x1000n };
 
 function seg(base: bigint): Segment {
   return {

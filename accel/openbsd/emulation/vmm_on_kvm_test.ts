@@ -2,6 +2,7 @@
  * The vmm(4) emulation driven by raw ioctls (no back-end): the structs, the
  * errors and the duties it leaves to userspace, on real guest code under KVM.
  */
+import { zeroRegisters } from "../../../loaders/cpu_state.ts";
 import assert from "node:assert/strict";
 import { IoctlError, SyscallError } from "../../../ffi/errno.ts";
 import { openLibc } from "../../../ffi/libc.ts";
@@ -51,26 +52,7 @@ function seg(type: number, extra: Partial<Segment> = {}): Segment {
   };
 }
 
-const ZERO: Registers = {
-  rax: 0n,
-  rbx: 0n,
-  rcx: 0n,
-  rdx: 0n,
-  rsi: 0n,
-  rdi: 0n,
-  rsp: 0x8000n,
-  rbp: 0n,
-  r8: 0n,
-  r9: 0n,
-  r10: 0n,
-  r11: 0n,
-  r12: 0n,
-  r13: 0n,
-  r14: 0n,
-  r15: 0n,
-  rip: 0x1000n,
-  rflags: 2n,
-};
+const ZERO: Registers = { ...zeroRegisters(), rsp: 0x8000n, rip: 0x1000n };
 
 function flat32(regs: Partial<Registers> = {}): CpuState {
   const sregs: SpecialRegisters = {
