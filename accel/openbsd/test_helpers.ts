@@ -7,6 +7,7 @@
  */
 
 import { errnoNumber, IoctlError, SyscallError } from "../../ffi/errno.ts";
+import type { Segment } from "../types.ts";
 import {
   type IoctlArg,
   type IoctlRequest,
@@ -145,4 +146,23 @@ export class FakeVmmLibc implements Libc {
   callsOf(name: string): FakeCall[] {
     return this.calls.filter((c) => c.name === name);
   }
+}
+
+/** A flat 4 GiB present segment (selector 0x10) of descriptor `type`, with overrides. */
+export function seg(type: number, extra: Partial<Segment> = {}): Segment {
+  return {
+    base: 0n,
+    limit: 0xffffffff,
+    selector: 0x10,
+    type,
+    present: true,
+    dpl: 0,
+    db: true,
+    s: true,
+    l: false,
+    g: true,
+    avl: false,
+    unusable: false,
+    ...extra,
+  };
 }

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
-import type { CpuState, Registers, Segment, SpecialRegisters } from "../types.ts";
+import type { CpuState, Registers, SpecialRegisters } from "../types.ts";
 import * as abi from "./abi.ts";
-import { FakeVmmLibc } from "./test_helpers.ts";
+import { FakeVmmLibc, seg } from "./test_helpers.ts";
 import {
   checkMemRanges,
   decodeVcpuRegState,
@@ -17,24 +17,6 @@ import {
 const MiB = 1024 * 1024;
 const RAM_BYTES = 2 * MiB;
 const VM_ID = 5;
-
-function seg(type: number, extra: Partial<Segment> = {}): Segment {
-  return {
-    base: 0n,
-    limit: 0xffffffff,
-    selector: 0x10,
-    type,
-    present: true,
-    dpl: 0,
-    db: true,
-    s: true,
-    l: false,
-    g: true,
-    avl: false,
-    unusable: false,
-    ...extra,
-  };
-}
 
 /** 32-bit flat protected mode, paging off. */
 function flat32(regs: Partial<Registers> = {}): CpuState {

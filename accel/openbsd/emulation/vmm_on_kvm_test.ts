@@ -6,7 +6,8 @@ import { zeroRegisters } from "../../../loaders/cpu_state.ts";
 import assert from "node:assert/strict";
 import { IoctlError, SyscallError } from "../../../ffi/errno.ts";
 import { openLibc } from "../../../ffi/libc.ts";
-import type { CpuState, Registers, Segment, SpecialRegisters } from "../../types.ts";
+import { seg } from "../test_helpers.ts";
+import type { CpuState, Registers, SpecialRegisters } from "../../types.ts";
 import * as abi from "../abi.ts";
 import {
   encodeVcpuRegState,
@@ -33,24 +34,6 @@ const P = abi.vm_run_params;
 const X = abi.vm_exit;
 const VRS = X.offsetOf("vrs");
 const gpr = (i: number) => VRS + i * 8;
-
-function seg(type: number, extra: Partial<Segment> = {}): Segment {
-  return {
-    base: 0n,
-    limit: 0xffffffff,
-    selector: 0x10,
-    type,
-    present: true,
-    dpl: 0,
-    db: true,
-    s: true,
-    l: false,
-    g: true,
-    avl: false,
-    unusable: false,
-    ...extra,
-  };
-}
 
 const ZERO: Registers = { ...zeroRegisters(), rsp: 0x8000n, rip: 0x1000n };
 
