@@ -8,7 +8,7 @@ import type { Libc } from "../ffi/libc.ts";
 import type { Accel } from "./types.ts";
 import { KvmAccel } from "./kvm/kvm.ts";
 import { OpenbsdAccel } from "./openbsd/vmm.ts";
-import { VmmOnKvmLibc } from "./openbsd/emulation/vmm_on_kvm.ts";
+import { VmmOnKvmLibc } from "../tests/vmm_emulation/vmm_on_kvm.ts";
 
 /** The accelerator names a config or `--accel` may use. */
 export type AccelChoice = "auto" | "kvm" | "openbsd" | "openbsd-on-kvm";

@@ -11,7 +11,7 @@
  * @module
  */
 
-import type { GuestMemory } from "../machine/guest_memory.ts";
+import type { GuestMemory } from "../core/guest_memory.ts";
 
 /** A segment register in the form both back-ends can express. */
 export interface Segment {

@@ -17,7 +17,7 @@ import { createAccel } from "../accel/select.ts";
 import type { Accel } from "../accel/types.ts";
 import { openLibc } from "../ffi/libc.ts";
 import { guestPath } from "../guests/images.ts";
-import { VcpuControl } from "../machine/control.ts";
+import { VcpuControl } from "../machine/vcpu_channel.ts";
 import { Machine } from "../machine/machine.ts";
 import { runLoop } from "../machine/run_loop.ts";
 import { BOOT_MEMORY_MIB, checkRun } from "./boot.ts";

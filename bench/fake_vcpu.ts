@@ -18,7 +18,7 @@ import type {
   Vm,
   VmOptions,
 } from "../accel/types.ts";
-import { GuestMemory } from "../machine/guest_memory.ts";
+import { GuestMemory } from "../core/guest_memory.ts";
 
 /** A back-end whose single vCPU produces `exits` POST-port writes, then an exit-port write. */
 export class ScriptedPioAccel implements Accel {

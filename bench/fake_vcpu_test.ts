@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { VcpuControl } from "../machine/control.ts";
+import { VcpuControl } from "../machine/vcpu_channel.ts";
 import { Machine } from "../machine/machine.ts";
 import { runLoop } from "../machine/run_loop.ts";
 import { guestPath } from "../guests/images.ts";

@@ -17,7 +17,7 @@ import * as abi from "../accel/kvm/abi.ts";
 import type { KvmVcpu } from "../accel/kvm/kvm.ts";
 import type { Libc } from "../ffi/libc.ts";
 import type { Machine } from "../machine/machine.ts";
-import { memoryLayout, PAGE_SIZE } from "../machine/layout.ts";
+import { memoryLayout, PAGE_SIZE } from "../core/layout.ts";
 
 /** The snapshot file's magic bytes. */
 export const SNAPSHOT_MAGIC = "VMMBSNAP";

@@ -11,9 +11,9 @@
 
 import { KvmAccel } from "../accel/kvm/kvm.ts";
 import type { VmConfig } from "../config/schema.ts";
-import type { BusDevice } from "../devices/device.ts";
+import type { BusDevice } from "../core/device.ts";
 import { type IoctlArg, type IoctlRequest, type Libc, openLibc } from "../ffi/libc.ts";
-import { VcpuControl } from "../machine/control.ts";
+import { VcpuControl } from "../machine/vcpu_channel.ts";
 import { Machine, type Outcome } from "../machine/machine.ts";
 import { runLoop } from "../machine/run_loop.ts";
 import type { Stage } from "./stage_child.ts";

@@ -16,7 +16,7 @@
  * @module
  */
 
-import { type BusDevice, getLe } from "./device.ts";
+import { type BusDevice, getLe } from "../core/device.ts";
 
 /** The exit port. */
 export class DebugExit implements BusDevice {

@@ -14,7 +14,7 @@
  * @module
  */
 
-import type { BusDevice, Clock, IrqLine } from "./device.ts";
+import type { BusDevice, Clock, IrqLine } from "../core/device.ts";
 
 /** An `IrqLine` that records each `setLevel` call and counts rising edges. */
 export class RecordingIrqLine implements IrqLine {

@@ -28,7 +28,7 @@
  * @module
  */
 
-import { type BusDevice, guestLog } from "./device.ts";
+import { type BusDevice, guestLog } from "../core/device.ts";
 
 /** Status: output buffer full (data for the host at 0x60). */
 export const I8042_STATUS_OBF = 0x01;

@@ -31,7 +31,7 @@
  * @module
  */
 
-import { type BusDevice, getLe, guestLog } from "./device.ts";
+import { type BusDevice, getLe, guestLog } from "../core/device.ts";
 
 /** Vendor ID (16 bits, read-only). */
 export const PCI_VENDOR_ID = 0x00;

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import type { BusDevice } from "./device.ts";
+import type { BusDevice } from "../core/device.ts";
 import { inb, inN, outb, outN } from "./fakes.ts";
 import {
   PCI_CAP_ID_MSIX,

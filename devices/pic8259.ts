@@ -37,7 +37,7 @@
  * @module
  */
 
-import { type BusDevice, guestLog, type IrqLine } from "./device.ts";
+import { type BusDevice, guestLog, type IrqLine } from "../core/device.ts";
 
 /** ICW1 marker: bit 4 set on an offset-0 write. */
 export const PIC_ICW1 = 0x10;

@@ -34,7 +34,13 @@
  * @module
  */
 
-import { type BusDevice, type Clock, guestLog, type IrqLine, type TimedDevice } from "./device.ts";
+import {
+  type BusDevice,
+  type Clock,
+  guestLog,
+  type IrqLine,
+  type TimedDevice,
+} from "../core/device.ts";
 
 /** The PIT's input clock. */
 export const PIT_FREQUENCY_HZ = 1_193_182;

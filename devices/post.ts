@@ -14,7 +14,7 @@
  * @module
  */
 
-import type { BusDevice, Clock } from "./device.ts";
+import type { BusDevice, Clock } from "../core/device.ts";
 
 /** How many codes {@link PostPort} keeps. */
 export const POST_HISTORY_LENGTH = 1024;

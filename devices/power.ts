@@ -23,7 +23,7 @@
  * @module
  */
 
-import type { BusDevice } from "./device.ts";
+import type { BusDevice } from "../core/device.ts";
 
 /** PM1 control: SCI enable (ACPI mode). */
 export const ACPI_PM1_CNT_SCI_EN = 0x0001;

@@ -44,7 +44,13 @@
  * @module
  */
 
-import { type BusDevice, type Clock, guestLog, type IrqLine, type TimedDevice } from "./device.ts";
+import {
+  type BusDevice,
+  type Clock,
+  guestLog,
+  type IrqLine,
+  type TimedDevice,
+} from "../core/device.ts";
 
 /** CMOS index of the seconds register. */
 export const RTC_SECONDS = 0x00;

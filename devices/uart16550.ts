@@ -36,7 +36,7 @@
  * @module
  */
 
-import { type BusDevice, guestLog, type IrqLine } from "./device.ts";
+import { type BusDevice, guestLog, type IrqLine } from "../core/device.ts";
 
 /** Receive buffer register (read, DLAB=0). */
 export const UART_RBR = 0;

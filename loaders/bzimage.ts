@@ -11,7 +11,7 @@
  * @module
  */
 
-import type { GuestMemory } from "../machine/guest_memory.ts";
+import type { GuestMemory } from "../core/guest_memory.ts";
 import {
   BOOT_STACK_TOP,
   CMDLINE_GPA,
@@ -20,7 +20,7 @@ import {
   HIGH_MEMORY_GPA,
   ZERO_PAGE_BYTES,
   ZERO_PAGE_GPA,
-} from "../machine/layout.ts";
+} from "../core/layout.ts";
 import {
   claimBootAreas,
   encodeCmdline,

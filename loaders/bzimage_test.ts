@@ -1,7 +1,7 @@
 import { debianKernel, LINUX_TESTS_ENABLED } from "../tests/debian_kernel.ts";
 import assert from "node:assert/strict";
-import { GuestMemory } from "../machine/guest_memory.ts";
-import { type E820Entry, memoryLayout, MiB } from "../machine/layout.ts";
+import { GuestMemory } from "../core/guest_memory.ts";
+import { type E820Entry, memoryLayout, MiB } from "../core/layout.ts";
 import { kernelRuntimeArea, loadBzImage, parseBzImage, XLF_KERNEL_64 } from "./bzimage.ts";
 import { LoaderError, type LoadOptions } from "./common.ts";
 import { detectKernelFormat, loadKernel } from "./detect.ts";

@@ -7,7 +7,7 @@
  */
 
 import type { CpuState } from "../accel/types.ts";
-import type { GuestMemory } from "../machine/guest_memory.ts";
+import type { GuestMemory } from "../core/guest_memory.ts";
 import {
   BOOT_GDT_GPA,
   BOOT_GDT_MAX_BYTES,
@@ -20,7 +20,7 @@ import {
   PAGE_SIZE,
   PAGE_TABLES_END,
   PML4_GPA,
-} from "../machine/layout.ts";
+} from "../core/layout.ts";
 
 /** The kernel formats the loaders recognise. */
 export type KernelFormat =

@@ -22,7 +22,7 @@
  */
 
 import type { CpuState, Registers, Segment, SpecialRegisters } from "../accel/types.ts";
-import type { GuestMemory } from "../machine/guest_memory.ts";
+import type { GuestMemory } from "../core/guest_memory.ts";
 import {
   BOOT_GDT_GPA,
   BOOT_TSS_GPA,
@@ -31,7 +31,7 @@ import {
   PD_GPA,
   PDPT_GPA,
   PML4_GPA,
-} from "../machine/layout.ts";
+} from "../core/layout.ts";
 
 /** CR0.PE: protected mode. */
 export const CR0_PE = 1n << 0n;

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import type { CpuState, Segment } from "../accel/types.ts";
-import { GuestMemory } from "../machine/guest_memory.ts";
-import { memoryLayout, MiB } from "../machine/layout.ts";
+import { GuestMemory } from "../core/guest_memory.ts";
+import { memoryLayout, MiB } from "../core/layout.ts";
 import {
   BOOT_CS,
   BOOT_DS,

@@ -9,8 +9,8 @@
  *
  * @example
  * ```ts
- * import { GuestMemory } from "../machine/guest_memory.ts";
- * import { memoryLayout } from "../machine/layout.ts";
+ * import { GuestMemory } from "../core/guest_memory.ts";
+ * import { memoryLayout } from "../core/layout.ts";
  * import { loadKernel } from "./detect.ts";
  * const { ram, e820 } = memoryLayout(256 * 1024 * 1024);
  * const memory = GuestMemory.anonymous(ram);
@@ -21,7 +21,7 @@
  * @module
  */
 
-import { GuestMemoryError } from "../machine/guest_memory.ts";
+import { GuestMemoryError } from "../core/guest_memory.ts";
 import { type KernelFormat, LoaderError, type LoadOptions, type LoadResult } from "./common.ts";
 import { isBzImage, loadBzImage } from "./bzimage.ts";
 import { elfClass, loadElf, parseElf, pvhEntry } from "./elf.ts";

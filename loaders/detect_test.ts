@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { GuestMemory } from "../machine/guest_memory.ts";
-import { memoryLayout, MiB } from "../machine/layout.ts";
+import { GuestMemory } from "../core/guest_memory.ts";
+import { memoryLayout, MiB } from "../core/layout.ts";
 import { detectKernelFormat, LoaderError, loadKernel, type LoadOptions } from "./detect.ts";
 import { le32, writeElf } from "./test_helpers.ts";
 

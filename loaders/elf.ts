@@ -16,7 +16,7 @@
  * @module
  */
 
-import type { GuestMemory } from "../machine/guest_memory.ts";
+import type { GuestMemory } from "../core/guest_memory.ts";
 import {
   BOOT_STACK_TOP,
   CMDLINE_GPA,
@@ -26,7 +26,7 @@ import {
   PVH_INFO_MAX_BYTES,
   ZERO_PAGE_BYTES,
   ZERO_PAGE_GPA,
-} from "../machine/layout.ts";
+} from "../core/layout.ts";
 import {
   claimBootAreas,
   encodeCmdline,

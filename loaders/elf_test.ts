@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { GuestMemory } from "../machine/guest_memory.ts";
-import { type E820Entry, memoryLayout, MiB } from "../machine/layout.ts";
+import { GuestMemory } from "../core/guest_memory.ts";
+import { type E820Entry, memoryLayout, MiB } from "../core/layout.ts";
 import { LoaderError, type LoadOptions } from "./common.ts";
 import { elfNotes, loadElf, loadElfSegments, parseElf, pvhEntry } from "./elf.ts";
 import {

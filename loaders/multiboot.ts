@@ -23,7 +23,7 @@ import {
   MULTIBOOT_INFO_GPA,
   MULTIBOOT_INFO_MAX_BYTES,
   PAGE_SIZE,
-} from "../machine/layout.ts";
+} from "../core/layout.ts";
 import {
   alignUp,
   claimBootAreas,

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { gzipSync } from "node:zlib";
-import { GuestMemory } from "../machine/guest_memory.ts";
-import { E820_RAM, memoryLayout } from "../machine/layout.ts";
+import { GuestMemory } from "../core/guest_memory.ts";
+import { E820_RAM, memoryLayout } from "../core/layout.ts";
 import { detectKernelFormat, LoaderError, loadKernel } from "./detect.ts";
 import {
   isOpenbsdKernel,

@@ -17,7 +17,7 @@ import { installKickHandler, kickVcpu } from "../accel/kick.ts";
 import type { KickToken } from "../accel/types.ts";
 import type { VmConfig } from "../config/schema.ts";
 import { openLibc } from "../ffi/libc.ts";
-import { Activity, Command, VcpuControl } from "./control.ts";
+import { Activity, Command, VcpuControl } from "./vcpu_channel.ts";
 import type { Outcome } from "./machine.ts";
 import { SerialOutputRing, type SerialTarget } from "./serial_sink.ts";
 import { isUnikernelConfig, SOLO5_WORKER_URL } from "../solo5/select.ts";

@@ -17,7 +17,7 @@ import {
   hostClock,
   type IrqLine,
   type TimedDevice,
-} from "../devices/device.ts";
+} from "../core/device.ts";
 import { Uart16550 } from "../devices/uart16550.ts";
 import { Pic8259Pair } from "../devices/pic8259.ts";
 import { Pit8254, Port61 } from "../devices/pit8254.ts";
@@ -29,8 +29,8 @@ import { DebugExit } from "../devices/debug_exit.ts";
 import { PowerControl, ResetControl } from "../devices/power.ts";
 import { loadKernel, type LoadResult } from "../loaders/detect.ts";
 import { attachVirtioDevices, type VirtioDevices } from "../devices/virtio/attach.ts";
-import { Bus } from "./bus.ts";
-import { memoryLayout } from "./layout.ts";
+import { Bus } from "../core/bus.ts";
+import { memoryLayout } from "../core/layout.ts";
 
 /** Port assignments of the PC machine (vmd's and QEMU's). */
 export const PORTS = {

@@ -10,9 +10,9 @@
  * @module
  */
 
-import { handleExit } from "../accel/dispatch.ts";
+import { handleExit } from "./dispatch.ts";
 import { formatCpuState } from "../accel/format.ts";
-import { Activity, Command, type VcpuControl } from "./control.ts";
+import { Activity, Command, type VcpuControl } from "./vcpu_channel.ts";
 import type { Machine, Outcome } from "./machine.ts";
 
 const RFLAGS_IF = 0x200n;

@@ -11,7 +11,7 @@
 import { createAccel } from "../accel/select.ts";
 import type { Accel } from "../accel/types.ts";
 import { openLibc } from "../ffi/libc.ts";
-import { VcpuControl } from "./control.ts";
+import { VcpuControl } from "./vcpu_channel.ts";
 import { Machine, type Outcome } from "./machine.ts";
 import { runLoop } from "./run_loop.ts";
 import { openSerialSink, SerialOutputRing } from "./serial_sink.ts";

@@ -10,10 +10,10 @@
  * @module
  */
 
-import { type GuestMemory, GuestMemoryError } from "../machine/guest_memory.ts";
+import { type GuestMemory, GuestMemoryError } from "../core/guest_memory.ts";
 import { DiskError } from "../disk/image.ts";
 import { TAP_MAX_FRAME_BYTES } from "../net/tap.ts";
-import { guestLog, type RateLimitedLog } from "../devices/device.ts";
+import { guestLog, type RateLimitedLog } from "../core/device.ts";
 import {
   HC,
   HVT_HALT_COOKIE_MAX,

@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
-import { GuestMemory } from "../machine/guest_memory.ts";
+import { GuestMemory } from "../core/guest_memory.ts";
 import type { DiskImage } from "../disk/image.ts";
 import { DiskRangeError } from "../disk/image.ts";
 import type { TapDevice } from "../net/tap.ts";
-import { RateLimitedLog } from "../devices/device.ts";
+import { RateLimitedLog } from "../core/device.ts";
 import {
   HC,
   HVT_HYPERCALL,

@@ -23,7 +23,7 @@
  */
 
 import type { CpuState, Segment } from "../accel/types.ts";
-import type { GuestMemory } from "../machine/guest_memory.ts";
+import type { GuestMemory } from "../core/guest_memory.ts";
 import { type ElfImage, EM_X86_64, parseElf, PT_LOAD, PT_NOTE } from "../loaders/elf.ts";
 import { formatBytes, hex, LoaderError } from "../loaders/common.ts";
 import {

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
-import { GuestMemory } from "../machine/guest_memory.ts";
+import { GuestMemory } from "../core/guest_memory.ts";
 import { LoaderError } from "../loaders/common.ts";
 import { detectKernelFormat, loadKernel } from "../loaders/detect.ts";
-import { memoryLayout } from "../machine/layout.ts";
+import { memoryLayout } from "../core/layout.ts";
 import {
   ABI1_NOTE_TYPE,
   BOOT_INFO,

@@ -9,7 +9,7 @@
  * ```ts
  * import { KvmAccel } from "../accel/kvm/kvm.ts";
  * import { openLibc } from "../ffi/libc.ts";
- * import { VcpuControl } from "../machine/control.ts";
+ * import { VcpuControl } from "../machine/vcpu_channel.ts";
  * import { Solo5Machine } from "./tender.ts";
  * // const m = new Solo5Machine({ config, accel: new KvmAccel(openLibc()), output: (b) => {} });
  * // const outcome = m.run(new VcpuControl());
@@ -20,9 +20,9 @@
 import type { Accel, Vcpu, Vm } from "../accel/types.ts";
 import { formatCpuState } from "../accel/format.ts";
 import type { VmConfig } from "../config/schema.ts";
-import { type Clock, hostClock } from "../devices/device.ts";
+import { type Clock, hostClock } from "../core/device.ts";
 import { type Libc, openLibc } from "../ffi/libc.ts";
-import { Activity, Command, type VcpuControl } from "../machine/control.ts";
+import { Activity, Command, type VcpuControl } from "../machine/vcpu_channel.ts";
 import { checkHostMemory, type Outcome } from "../machine/machine.ts";
 import { hex } from "../loaders/common.ts";
 import {

@@ -10,7 +10,7 @@
 
 import { createAccel } from "../accel/select.ts";
 import { openLibc } from "../ffi/libc.ts";
-import { VcpuControl } from "../machine/control.ts";
+import { VcpuControl } from "../machine/vcpu_channel.ts";
 import type { Outcome } from "../machine/machine.ts";
 import { openSerialSink, SerialOutputRing } from "../machine/serial_sink.ts";
 import type { WorkerReply, WorkerRequest } from "../machine/host.ts";

@@ -8,14 +8,14 @@
  */
 import assert from "node:assert/strict";
 import { openLibc } from "../ffi/libc.ts";
-import type { BusDevice } from "../devices/device.ts";
+import type { BusDevice } from "../core/device.ts";
 import { compareSerial, expectationLabel, GUEST_EXPECTATIONS } from "../guests/expectations.ts";
 import { guestPath } from "../guests/images.ts";
 import { KvmAccel } from "../accel/kvm/kvm.ts";
 import type { Accel } from "../accel/types.ts";
 import { OpenbsdAccel } from "../accel/openbsd/vmm.ts";
-import { VmmOnKvmLibc, type VmmOnKvmOptions } from "../accel/openbsd/emulation/vmm_on_kvm.ts";
-import { VcpuControl } from "../machine/control.ts";
+import { VmmOnKvmLibc, type VmmOnKvmOptions } from "./vmm_emulation/vmm_on_kvm.ts";
+import { VcpuControl } from "../machine/vcpu_channel.ts";
 import { Machine, type Outcome } from "../machine/machine.ts";
 import { runLoop } from "../machine/run_loop.ts";
 import { BSD_EXIT_VALUE, buildFakeBsd } from "../loaders/openbsd_test_kernel.ts";

@@ -12,7 +12,7 @@ import type { AccelChoice } from "../accel/select.ts";
 import { createAccel } from "../accel/select.ts";
 import type { InterfaceConfig, VmConfig } from "../config/schema.ts";
 import { openLibc } from "../ffi/libc.ts";
-import { VcpuControl } from "../machine/control.ts";
+import { VcpuControl } from "../machine/vcpu_channel.ts";
 import { VmHost } from "../machine/host.ts";
 import { exitStatus, type Outcome } from "../machine/machine.ts";
 import type { Solo5DiskConfig } from "../solo5/devices.ts";

@@ -10,7 +10,7 @@
 
 import type { Libc } from "../../ffi/libc.ts";
 import { SyscallError } from "../../ffi/errno.ts";
-import { gpaFromHalves, GuestMemory, type MemoryRegion } from "../../machine/guest_memory.ts";
+import { gpaFromHalves, GuestMemory, type MemoryRegion } from "../../core/guest_memory.ts";
 import type {
   Accel,
   CpuState,

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import type { Registers } from "../types.ts";
-import { GuestMemory } from "../../machine/guest_memory.ts";
+import { GuestMemory } from "../../core/guest_memory.ts";
 import { emulateMmio, GPR_FIELDS, type MmioEmulateInput, X86_RFLAGS_DF } from "./mmio_emulate.ts";
 import { fetchInstruction, X86_CR0_PG, X86_CR4_PAE, X86_EFER_LMA } from "./page_walk.ts";
 import type { CpuMode } from "./x86_decode.ts";

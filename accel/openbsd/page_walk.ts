@@ -18,7 +18,7 @@
  *
  * @example
  * ```ts
- * import { GuestMemory } from "../../machine/guest_memory.ts";
+ * import { GuestMemory } from "../../core/guest_memory.ts";
  * import { translate } from "./page_walk.ts";
  * const mem = GuestMemory.anonymous([{ gpa: 0, size: 0x10000 }]);
  * // Paging off: identity.
@@ -27,7 +27,7 @@
  * @module
  */
 
-import { type GuestMemory, GuestMemoryError } from "../../machine/guest_memory.ts";
+import { type GuestMemory, GuestMemoryError } from "../../core/guest_memory.ts";
 import { X86_MAX_INSN_BYTES } from "./x86_decode.ts";
 
 /** CR0.PG: paging enabled. */

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { GuestMemory } from "../../machine/guest_memory.ts";
+import { GuestMemory } from "../../core/guest_memory.ts";
 import {
   fetchInstruction,
   type PagingMode,

@@ -19,7 +19,7 @@
  * @module
  */
 
-import type { GuestMemory } from "../../machine/guest_memory.ts";
+import type { GuestMemory } from "../../core/guest_memory.ts";
 import type { Registers, SpecialRegisters } from "../types.ts";
 import { type PagingMode, translate } from "./page_walk.ts";
 import {

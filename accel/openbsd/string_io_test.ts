@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { zeroRegisters } from "../../loaders/cpu_state.ts";
-import { GuestMemory } from "../../machine/guest_memory.ts";
+import { GuestMemory } from "../../core/guest_memory.ts";
 import type { Registers, Segment, SpecialRegisters } from "../types.ts";
 import {
   advanceStringIo,

@@ -13,15 +13,20 @@ import {
   type Transcript,
   TranscriptMismatch,
   unpatch,
-} from "./transcripts/transcript.ts";
-import { HELLO_CMDLINE, HELLO_TRANSCRIPT, recordGuest, runGuest } from "./transcripts/record.ts";
+} from "../../tests/transcripts/openbsd/transcript.ts";
+import {
+  HELLO_CMDLINE,
+  HELLO_TRANSCRIPT,
+  recordGuest,
+  runGuest,
+} from "../../tests/transcripts/openbsd/record.ts";
 
 const HELLO_IMAGE = new URL("../../guests/bin/hello.bin", import.meta.url);
 const HELLO_SERIAL = "Hello from vmmctl guest\r\ncmdline: greeting=hi answer=42\r\nbye\r\n";
 const HELLO_OUTCOME = { kind: "exit-port", status: 33 };
 
 function transcript(name: string): Transcript {
-  return loadTranscript(new URL(`./transcripts/${name}`, import.meta.url));
+  return loadTranscript(new URL(`../../tests/transcripts/openbsd/${name}`, import.meta.url));
 }
 
 function kvmAvailable(): boolean {

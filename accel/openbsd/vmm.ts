@@ -42,8 +42,8 @@ import type { IoctlRequest, Libc } from "../../ffi/libc.ts";
 import { IoctlError, SyscallError } from "../../ffi/errno.ts";
 import { openbsdIowr } from "../../ffi/ioctl.ts";
 import { array, defineStruct, type StructLayout } from "../../ffi/struct.ts";
-import { GuestMemory, type MemoryRegion } from "../../machine/guest_memory.ts";
-import { PCI_HOLE_BASE } from "../../machine/layout.ts";
+import { GuestMemory, type MemoryRegion } from "../../core/guest_memory.ts";
+import { PCI_HOLE_BASE } from "../../core/layout.ts";
 import type {
   Accel,
   CpuState,

@@ -12,10 +12,10 @@
  */
 
 import type { VmConfig } from "../../config/schema.ts";
-import type { Bus } from "../../machine/bus.ts";
-import type { GuestMemory } from "../../machine/guest_memory.ts";
-import { PCI_MMIO_BASE } from "../../machine/layout.ts";
-import type { Clock, IrqLine, TimedDevice } from "../device.ts";
+import type { Bus } from "../../core/bus.ts";
+import type { GuestMemory } from "../../core/guest_memory.ts";
+import { PCI_MMIO_BASE } from "../../core/layout.ts";
+import type { Clock, IrqLine, TimedDevice } from "../../core/device.ts";
 import type { PciHost } from "../pci.ts";
 import type { Pic8259Pair } from "../pic8259.ts";
 import { openDiskImage } from "../../disk/image.ts";

@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
-import { Bus } from "../../machine/bus.ts";
-import { GuestMemory } from "../../machine/guest_memory.ts";
+import { Bus } from "../../core/bus.ts";
+import { GuestMemory } from "../../core/guest_memory.ts";
 import { guestConfig } from "../../tests/boot.ts";
 import { FakeClock, inN } from "../fakes.ts";
 import { PCI_INTERRUPT_LINE, PciHost } from "../pci.ts";
 import { Pic8259Pair } from "../pic8259.ts";
-import type { TimedDevice } from "../device.ts";
+import type { TimedDevice } from "../../core/device.ts";
 import { attachVirtioDevices, type VirtioHostMachine } from "./attach.ts";
 
 function machine(disks: { path: string; readonly?: boolean }[]): VirtioHostMachine {

@@ -38,7 +38,7 @@
 
 import type { DiskImage } from "../../disk/image.ts";
 import { DiskError } from "../../disk/errors.ts";
-import { guestLog, type RateLimitedLog } from "../device.ts";
+import { guestLog, type RateLimitedLog } from "../../core/device.ts";
 import type { DescriptorChain } from "./queue.ts";
 import {
   featureBit,

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
-import { GuestMemory } from "../../machine/guest_memory.ts";
+import { GuestMemory } from "../../core/guest_memory.ts";
 import type { DiskImage } from "../../disk/image.ts";
 import { DiskIoError, DiskRangeError, DiskReadOnlyError } from "../../disk/errors.ts";
-import { RateLimitedLog } from "../device.ts";
+import { RateLimitedLog } from "../../core/device.ts";
 import { RecordingIrqLine } from "../fakes.ts";
 import {
   VIRTIO_BLK_F_FLUSH,

@@ -24,8 +24,8 @@
  * @module
  */
 
-import type { Clock, RateLimitedLog } from "../device.ts";
-import { guestLog } from "../device.ts";
+import type { Clock, RateLimitedLog } from "../../core/device.ts";
+import { guestLog } from "../../core/device.ts";
 import type { TapDevice } from "../../net/tap.ts";
 import { TAP_MAX_FRAME_BYTES } from "../../net/tap.ts";
 import type { DescriptorChain, Virtqueue } from "./queue.ts";

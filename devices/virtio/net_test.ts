@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
-import { GuestMemory } from "../../machine/guest_memory.ts";
+import { GuestMemory } from "../../core/guest_memory.ts";
 import type { TapDevice } from "../../net/tap.ts";
 import { FakeClock, inN, outN, RecordingIrqLine } from "../fakes.ts";
-import { RateLimitedLog } from "../device.ts";
+import { RateLimitedLog } from "../../core/device.ts";
 import {
   VIRTIO_PCI_CONFIG_LEGACY,
   VIRTIO_PCI_GUEST_FEATURES,

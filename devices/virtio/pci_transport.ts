@@ -28,7 +28,7 @@
  *
  * @example
  * ```ts
- * import { GuestMemory } from "../../machine/guest_memory.ts";
+ * import { GuestMemory } from "../../core/guest_memory.ts";
  * import { RecordingIrqLine } from "../fakes.ts";
  * import { VirtioPciDevice } from "./pci_transport.ts";
  * import { VirtioRng } from "./rng.ts";
@@ -48,7 +48,7 @@ import {
   type RateLimitedLog,
   setLe,
   type TimedDevice,
-} from "../device.ts";
+} from "../../core/device.ts";
 import {
   PCI_BASE_ADDRESS_0,
   PCI_CAP_ID_VNDR,
@@ -60,8 +60,8 @@ import {
   PciConfigSpace,
   type PciDevice,
 } from "../pci.ts";
-import type { Bus } from "../../machine/bus.ts";
-import { type GuestMemory, GuestMemoryError } from "../../machine/guest_memory.ts";
+import type { Bus } from "../../core/bus.ts";
+import { type GuestMemory, GuestMemoryError } from "../../core/guest_memory.ts";
 import { Virtqueue, VirtqueueError } from "./queue.ts";
 import {
   featureBit,

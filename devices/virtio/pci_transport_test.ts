@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
-import { GuestMemory } from "../../machine/guest_memory.ts";
-import { Bus } from "../../machine/bus.ts";
+import { GuestMemory } from "../../core/guest_memory.ts";
+import { Bus } from "../../core/bus.ts";
 import { inN, outN, RecordingIrqLine } from "../fakes.ts";
-import { RateLimitedLog } from "../device.ts";
+import { RateLimitedLog } from "../../core/device.ts";
 import {
   PCI_BASE_ADDRESS_0,
   PCI_CAP_ID_VNDR,

@@ -28,7 +28,7 @@
  *
  * @example
  * ```ts
- * import { GuestMemory } from "../../machine/guest_memory.ts";
+ * import { GuestMemory } from "../../core/guest_memory.ts";
  * import { Virtqueue } from "./queue.ts";
  * const mem = GuestMemory.anonymous([{ gpa: 0, size: 0x10000 }]);
  * const q = new Virtqueue(256);
@@ -40,7 +40,7 @@
  * @module
  */
 
-import type { GuestMemory } from "../../machine/guest_memory.ts";
+import type { GuestMemory } from "../../core/guest_memory.ts";
 
 /** Descriptor flag: the chain continues at `next`. */
 export const VIRTQ_DESC_F_NEXT = 1;

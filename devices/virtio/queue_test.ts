@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { GuestMemory, GuestMemoryError } from "../../machine/guest_memory.ts";
+import { GuestMemory, GuestMemoryError } from "../../core/guest_memory.ts";
 import {
   VIRTQ_AVAIL_F_NO_INTERRUPT,
   VIRTQ_DESC_F_INDIRECT,

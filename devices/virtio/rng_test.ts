@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { GuestMemory } from "../../machine/guest_memory.ts";
+import { GuestMemory } from "../../core/guest_memory.ts";
 import { Virtqueue } from "./queue.ts";
 import { VirtioRng } from "./rng.ts";
 import { DriverRing } from "./testing.ts";

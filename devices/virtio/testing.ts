@@ -5,7 +5,7 @@
  *
  * @example
  * ```ts
- * import { GuestMemory } from "../../machine/guest_memory.ts";
+ * import { GuestMemory } from "../../core/guest_memory.ts";
  * import { DriverRing } from "./testing.ts";
  * const mem = GuestMemory.anonymous([{ gpa: 0, size: 0x100000 }]);
  * const ring = new DriverRing(mem, { size: 8, descGpa: 0x1000, availGpa: 0x2000, usedGpa: 0x3000 });
@@ -15,7 +15,7 @@
  * @module
  */
 
-import { GuestMemory, type MemoryRegion } from "../../machine/guest_memory.ts";
+import { GuestMemory, type MemoryRegion } from "../../core/guest_memory.ts";
 import { VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE } from "./queue.ts";
 
 /** One buffer the test driver posts. */

@@ -8,7 +8,7 @@
  * @module
  */
 
-import type { GuestMemory } from "../../machine/guest_memory.ts";
+import type { GuestMemory } from "../../core/guest_memory.ts";
 import type { DescriptorChain, Virtqueue } from "./queue.ts";
 
 /** Device status: the guest noticed the device. */

@@ -28,7 +28,7 @@
  * @module
  */
 
-import { guestLog } from "../device.ts";
+import { guestLog } from "../../core/device.ts";
 import type { VirtioPciIds } from "./pci_transport.ts";
 import { featureBit, VIRTIO_ID_VMMCI, type VirtioBackend } from "./virtio.ts";
 

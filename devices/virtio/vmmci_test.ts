@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { GuestMemory } from "../../machine/guest_memory.ts";
+import { GuestMemory } from "../../core/guest_memory.ts";
 import { inN, outN, RecordingIrqLine } from "../fakes.ts";
 import { PCI_SUBSYSTEM_ID, PCI_SUBSYSTEM_VENDOR_ID } from "../pci.ts";
 import {

@@ -1,7 +1,7 @@
 /**
  * vmm(4) on KVM: a {@link Libc} whose `open("/dev/vmm")` returns a fake fd
  * answered the way OpenBSD's vmm(4) answers, with Linux KVM underneath. It
- * lets the OpenBSD back-end (`../vmm.ts`) run real guest code on this Linux
+ * lets the OpenBSD back-end (`../../accel/openbsd/vmm.ts`) run real guest code on this Linux
  * host. A TESTING AID (`--accel openbsd-on-kvm`), not a hypervisor.
  *
  * What it reproduces (openbsd-vmm-abi.md, vmm.c, vmm_machdep.c):
@@ -39,21 +39,34 @@
  * VMM_IOC_SHAREMEM (ENOTTY). Exception/NMI injection goes through
  * KVM_SET_VCPU_EVENTS / KVM_NMI.
  *
- * Era B (`era: "B"`) follows the hypothesis of `../vmm.ts`
+ * Era B (`era: "B"`) follows the hypothesis of `../../accel/openbsd/vmm.ts`
  * (`vm_create_params` with `vcp_fd` appended): CREATE returns a VM fd,
  * INFO/TERM are gone and closing the VM fd destroys the VM.
  *
  * @module
  */
 
-import { errnoNumber, IoctlError, SyscallError } from "../../../ffi/errno.ts";
-import type { IoctlArg, IoctlRequest, Libc, LibcConstants, Mapping } from "../../../ffi/libc.ts";
-import type { StructLayout } from "../../../ffi/struct.ts";
-import * as kvm from "../../kvm/abi.ts";
-import * as abi from "../abi.ts";
-import { GPR_FIELDS, type Registers, type Segment, type SpecialRegisters } from "../../types.ts";
-import { vm_create_params_era_b, VMM_IOC_CREATE_ERA_B, type VmmAbiEra } from "../vmm.ts";
-import { cpuModeOf, decodeMmioInstruction, effectiveAddress } from "../x86_decode.ts";
+import { errnoNumber, IoctlError, SyscallError } from "../../ffi/errno.ts";
+import type { IoctlArg, IoctlRequest, Libc, LibcConstants, Mapping } from "../../ffi/libc.ts";
+import type { StructLayout } from "../../ffi/struct.ts";
+import * as kvm from "../../accel/kvm/abi.ts";
+import * as abi from "../../accel/openbsd/abi.ts";
+import {
+  GPR_FIELDS,
+  type Registers,
+  type Segment,
+  type SpecialRegisters,
+} from "../../accel/types.ts";
+import {
+  vm_create_params_era_b,
+  VMM_IOC_CREATE_ERA_B,
+  type VmmAbiEra,
+} from "../../accel/openbsd/vmm.ts";
+import {
+  cpuModeOf,
+  decodeMmioInstruction,
+  effectiveAddress,
+} from "../../accel/openbsd/x86_decode.ts";
 
 const offsets = new Map<StructLayout, Map<string, number>>();
 /** `layout.offsetOf(path)`, computed once per path (the hot path asks for the same few). */

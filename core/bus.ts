@@ -15,7 +15,7 @@
  * @module
  */
 
-import type { BusDevice } from "../devices/device.ts";
+import type { BusDevice } from "./device.ts";
 
 /** A device's placement on a bus. */
 export interface BusRange {

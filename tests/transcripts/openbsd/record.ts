@@ -6,7 +6,7 @@
  * Regenerate the committed transcript (needs /dev/kvm):
  *
  * ```sh
- * deno run --allow-all accel/openbsd/transcripts/record.ts
+ * deno run --allow-all tests/transcripts/openbsd/record.ts
  * ```
  *
  * @module
@@ -15,11 +15,11 @@
 import type { Libc } from "../../../ffi/libc.ts";
 import { openLibc } from "../../../ffi/libc.ts";
 import type { VmConfig } from "../../../config/schema.ts";
-import { VcpuControl } from "../../../machine/control.ts";
+import { VcpuControl } from "../../../machine/vcpu_channel.ts";
 import { Machine, type Outcome } from "../../../machine/machine.ts";
 import { runLoop } from "../../../machine/run_loop.ts";
-import { VmmOnKvmLibc } from "../emulation/vmm_on_kvm.ts";
-import { OpenbsdAccel } from "../vmm.ts";
+import { VmmOnKvmLibc } from "../../vmm_emulation/vmm_on_kvm.ts";
+import { OpenbsdAccel } from "../../../accel/openbsd/vmm.ts";
 import { formatTranscript, RecordingLibc, type Transcript } from "./transcript.ts";
 
 /** What a guest run produced. */

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { handleExit } from "./dispatch.ts";
-import { Bus } from "../machine/bus.ts";
-import { RateLimitedLog } from "../devices/device.ts";
-import type { BusDevice } from "../devices/device.ts";
+import { Bus } from "../core/bus.ts";
+import { RateLimitedLog } from "../core/device.ts";
+import type { BusDevice } from "../core/device.ts";
 
 function recorder(name: string, fill = 0x5a) {
   const calls: string[] = [];

@@ -7,7 +7,7 @@
  * @example
  * ```ts
  * import { handleExit } from "./dispatch.ts";
- * import { Bus } from "../machine/bus.ts";
+ * import { Bus } from "../core/bus.ts";
  * const data = new Uint8Array(1);
  * handleExit({ kind: "io-in", port: 0x3f8, size: 1, count: 1, data },
  *   { pio: new Bus("pio"), mmio: new Bus("mmio") });
@@ -16,9 +16,9 @@
  * @module
  */
 
-import type { Bus } from "../machine/bus.ts";
-import { guestLog, type RateLimitedLog } from "../devices/device.ts";
-import type { VcpuExit } from "./types.ts";
+import type { Bus } from "../core/bus.ts";
+import { guestLog, type RateLimitedLog } from "../core/device.ts";
+import type { VcpuExit } from "../accel/types.ts";
 
 /** What the run loop does after an exit. */
 export type ExitAction =

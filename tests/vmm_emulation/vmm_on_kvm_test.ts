@@ -2,19 +2,19 @@
  * The vmm(4) emulation driven by raw ioctls (no back-end): the structs, the
  * errors and the duties it leaves to userspace, on real guest code under KVM.
  */
-import { zeroRegisters } from "../../../loaders/cpu_state.ts";
+import { zeroRegisters } from "../../loaders/cpu_state.ts";
 import assert from "node:assert/strict";
-import { IoctlError, SyscallError } from "../../../ffi/errno.ts";
-import { openLibc } from "../../../ffi/libc.ts";
-import { seg } from "../test_helpers.ts";
-import type { CpuState, Registers, SpecialRegisters } from "../../types.ts";
-import * as abi from "../abi.ts";
+import { IoctlError, SyscallError } from "../../ffi/errno.ts";
+import { openLibc } from "../../ffi/libc.ts";
+import { seg } from "../../accel/openbsd/test_helpers.ts";
+import type { CpuState, Registers, SpecialRegisters } from "../../accel/types.ts";
+import * as abi from "../../accel/openbsd/abi.ts";
 import {
   encodeVcpuRegState,
   OpenbsdAccel,
   vm_create_params_era_b,
   VMM_IOC_CREATE_ERA_B,
-} from "../vmm.ts";
+} from "../../accel/openbsd/vmm.ts";
 import { VmmOnKvmLibc } from "./vmm_on_kvm.ts";
 
 function kvmAvailable(): boolean {

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { Bus } from "./bus.ts";
-import type { BusDevice } from "../devices/device.ts";
+import type { BusDevice } from "./device.ts";
 
 const dev = (name: string): BusDevice => ({ name, read: (o, d) => d.fill(o), write: () => {} });
 
