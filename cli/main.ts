@@ -5,14 +5,14 @@
  * @module
  */
 
-import { checkCommand } from "./check.ts";
-import { upCommand } from "./up.ts";
-import { solo5Command } from "./solo5.ts";
-import { createCommand } from "./create.ts";
-import { startCommand } from "./start.ts";
-import { stopCommand } from "./stop.ts";
-import { showCommand, statusCommand } from "./status.ts";
-import { consoleCommand } from "./console.ts";
+import { checkCommand } from "./verbs/check.ts";
+import { upCommand } from "./verbs/up.ts";
+import { solo5Command } from "./verbs/solo5.ts";
+import { createCommand } from "./verbs/create.ts";
+import { startCommand } from "./verbs/start.ts";
+import { stopCommand } from "./verbs/stop.ts";
+import { showCommand, statusCommand } from "./verbs/status.ts";
+import { consoleCommand } from "./verbs/console.ts";
 import {
   pauseCommand,
   receiveCommand,
@@ -20,11 +20,12 @@ import {
   sendCommand,
   unpauseCommand,
   waitCommand,
-} from "./vm_verbs.ts";
-import { logCommand } from "./log.ts";
-import { loadCommand, reloadCommand } from "./load.ts";
-import { runVmProcess, VM_PROCESS_COMMAND } from "./managed.ts";
-import { importCommand } from "./import.ts";
+} from "./verbs/lifecycle.ts";
+import { logCommand } from "./verbs/log.ts";
+import { loadCommand, reloadCommand } from "./verbs/load.ts";
+import { runVmProcess } from "./vm_process/process.ts";
+import { VM_PROCESS_COMMAND } from "./vm_process/spawn.ts";
+import { importCommand } from "./verbs/import.ts";
 import {
   type Command,
   commandHelp,

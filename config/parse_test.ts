@@ -1,14 +1,9 @@
 import assert from "node:assert/strict";
 import { relative } from "node:path";
 import { parse } from "smol-toml";
-import {
-  formatConfigError,
-  loadConfigFile,
-  normalizedJson,
-  normalizedToml,
-  parseConfig,
-  suggestName,
-} from "./parse.ts";
+import { formatConfigError, loadConfigFile, parseConfig } from "./parse.ts";
+import { normalizedJson, normalizedToml } from "./normalize.ts";
+import { suggestName } from "./suggest.ts";
 import type { VmConfig } from "./schema.ts";
 
 const TESTDATA = new URL("./testdata", import.meta.url).pathname.replace(/\/$/, "");

@@ -17,7 +17,7 @@ import { VmHost } from "../machine/host.ts";
 import { exitStatus, type Outcome } from "../machine/machine.ts";
 import type { Solo5DiskConfig } from "../solo5/devices.ts";
 import { Solo5Machine } from "../solo5/tender.ts";
-import { preprocessSolo5Args } from "../cli/solo5.ts";
+import { preprocessSolo5Args } from "../cli/verbs/solo5.ts";
 import { kvmAvailable, NO_KVM_MESSAGE } from "./boot.ts";
 import { vmmctl } from "./cli.ts";
 import { ip, linkExists } from "./netns.ts";

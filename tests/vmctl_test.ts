@@ -9,9 +9,9 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { guestPath } from "../guests/images.ts";
 import { openProcessLibc } from "../ffi/libc.ts";
-import { formatScaled, STATUS_HEADER } from "../cli/status.ts";
+import { formatScaled, STATUS_HEADER } from "../cli/verbs/status.ts";
 import { SERIAL_RING_BYTES, SerialOutputRing } from "../machine/serial_sink.ts";
-import { importVmConf } from "../cli/vmconf_import.ts";
+import { importVmConf } from "../config/vmconf/convert.ts";
 import { parseConfig } from "../config/parse.ts";
 import { kvmAvailable, NO_KVM_MESSAGE } from "./boot.ts";
 

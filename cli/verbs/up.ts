@@ -5,18 +5,19 @@
  * @module
  */
 
-import type { AccelChoice } from "../accel/select.ts";
-import { formatConfigError, loadConfigFile } from "../config/parse.ts";
-import type { VmConfig } from "../config/schema.ts";
-import { demoConfig } from "../config/demo.ts";
-import { VmHost } from "../machine/host.ts";
-import { describeOutcome, exitStatus, type Outcome } from "../machine/machine.ts";
-import type { SerialTarget } from "../machine/serial_sink.ts";
-import { EscapeReader } from "./escape.ts";
-import { PtyConsole } from "./pty_console.ts";
-import { type Command, EXIT_FAILURE, UsageError } from "./command.ts";
-import { reportErrors, startManaged } from "./managed.ts";
-import { resolveRunDir, RUNDIR_FLAG } from "./rundir.ts";
+import type { AccelChoice } from "../../accel/select.ts";
+import { formatConfigError, loadConfigFile } from "../../config/parse.ts";
+import type { VmConfig } from "../../config/schema.ts";
+import { demoConfig } from "../../config/demo.ts";
+import { VmHost } from "../../machine/host.ts";
+import { describeOutcome, exitStatus, type Outcome } from "../../machine/machine.ts";
+import type { SerialTarget } from "../../machine/serial_sink.ts";
+import { EscapeReader } from "../console/escape.ts";
+import { PtyConsole } from "../console/pty.ts";
+import { type Command, EXIT_FAILURE, UsageError } from "../command.ts";
+import { reportErrors } from "../errors.ts";
+import { startManaged } from "../vm_process/spawn.ts";
+import { resolveRunDir, RUNDIR_FLAG } from "../control/rundir.ts";
 
 const ACCELS = ["auto", "kvm", "openbsd", "openbsd-on-kvm"];
 
@@ -61,7 +62,7 @@ export const upCommand: Command = {
     if (positionals.length === 0) {
       config = demoConfig();
       // Loaded only when needed: decoding the embedded image costs start-up time.
-      kernelImage = (await import("../guests/images.ts")).DEMO_GUEST;
+      kernelImage = (await import("../../guests/images.ts")).DEMO_GUEST;
     } else {
       const loaded = loadConfigFile(positionals[0]);
       if (!loaded.config) {

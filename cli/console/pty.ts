@@ -5,7 +5,7 @@
  * @module
  */
 
-import { openProcessLibc } from "../ffi/libc.ts";
+import { openProcessLibc } from "../../ffi/libc.ts";
 
 /** How often the master is polled for input (non-blocking reads). */
 const PTY_POLL_MS = 25;

@@ -8,68 +8,19 @@
  * @module
  */
 
-import { openProcessLibc } from "../ffi/libc.ts";
-import { type Command, UsageError } from "./command.ts";
-import { connectControl, readLine, sendLine } from "./control.ts";
-import {
-  DEFAULT_STOP_TIMEOUT_MS,
-  findRunningVm,
-  ManagedError,
-  reportErrors,
-  socketError,
-  vmRequest,
-} from "./managed.ts";
+import { type Command, UsageError } from "../command.ts";
+import { findRunningVm, openWait, vmRequest } from "../control/client.ts";
+import { ManagedError, reportErrors } from "../errors.ts";
 import {
   checkLiveness,
   listStates,
   resolveRunDir,
   RUNDIR_FLAG,
-  socketPath,
   type VmState,
-} from "./rundir.ts";
+} from "../control/rundir.ts";
 
-const GONE_POLL_MS = 10;
-const GONE_POLLS = 500;
-
-/** How a waited-for VM ended; no exitStatus when its process was killed. */
-export interface WaitEnd {
-  exitStatus?: number;
-  outcome?: string;
-}
-
-/**
- * Opens a `wait` request on VM `s`; `ended` resolves when the VM is gone
- * (wrapped in an object: an async function cannot return a pending promise).
- */
-export async function openWait(rundir: string, s: VmState): Promise<{ ended: Promise<WaitEnd> }> {
-  let conn: Deno.UnixConn;
-  try {
-    conn = await connectControl(socketPath(rundir, s.id));
-  } catch (e) {
-    throw socketError(rundir, s, e);
-  }
-  await sendLine(conn, { op: "wait" });
-  const ended = (async (): Promise<WaitEnd> => {
-    try {
-      const line = await readLine(conn);
-      return (line?.value as WaitEnd | undefined) ?? {};
-    } catch {
-      return {};
-    } finally {
-      try {
-        conn.close();
-      } catch {
-        // already closed
-      }
-      // The reply comes just before the VM process exits: "gone" means gone.
-      const libc = openProcessLibc();
-      for (let i = 0; i < GONE_POLLS && libc.processExists(s.pid); i++) {
-        await new Promise((r) => setTimeout(r, GONE_POLL_MS));
-      }
-    }
-  })();
-  return { ended };
-}
+/** Default grace period of `stop` before the VM is forced off. */
+const DEFAULT_STOP_TIMEOUT_MS = 30_000;
 
 export const stopCommand: Command = {
   name: "stop",

@@ -1,270 +1,43 @@
 /**
- * Managed (detached) VMs, like vmd's: one background vmmctl process per VM,
- * in its own session, with the console on a pty, a control socket, a state
- * file and a bounded log in the run directory.
- *
- * - {@link startManaged}: the client side of `start` / `up -d`: spawns the VM
- *   process and waits until the VM runs (or reports why it could not start).
- * - {@link runVmProcess}: the VM process itself (the hidden `__vm-process` command).
- * - {@link findVm} / {@link vmRequest}: name-or-id lookup and control requests
- *   with the errors an administrator expects.
+ * The VM process of a managed (detached) VM, like vmd's per-VM process: in
+ * its own session, with the console on a pty, a control socket, a state file
+ * and a bounded log in the run directory. Started by `spawn.ts`, never by hand.
  *
  * @module
  */
 
-import { resolve } from "node:path";
-import type { VmConfig } from "../config/schema.ts";
-import { openProcessLibc } from "../ffi/libc.ts";
-import { PtyConsole } from "./pty_console.ts";
-import { GuestRequest, VmHost } from "../machine/host.ts";
-import { describeOutcome, exitStatus, type Outcome } from "../machine/machine.ts";
+import type { VmConfig } from "../../config/schema.ts";
+import { openProcessLibc } from "../../ffi/libc.ts";
+import { GuestRequest, VmHost } from "../../machine/host.ts";
+import { describeOutcome, exitStatus, type Outcome } from "../../machine/machine.ts";
+import { PtyConsole } from "../console/pty.ts";
+import { ownerText } from "../control/client.ts";
 import {
   type ControlReply,
   type ControlRequest,
-  controlRequest,
   readLine,
   sendLine,
   writeAll,
-} from "./control.ts";
+} from "../control/protocol.ts";
 import {
-  checkLiveness,
   claimId,
-  defaultLogLevel,
   ensureRunDir,
   errorText,
   idForName,
-  listStates,
-  type LogLevel,
   logPath,
   nameForId,
   removeVmFiles,
   socketPath,
   type VmState,
   writeState,
-} from "./rundir.ts";
-
-/** The hidden subcommand that runs one managed VM (started by `start`, never by hand). */
-export const VM_PROCESS_COMMAND = "__vm-process";
-
-/** Default grace period of `stop` before the VM is forced off. */
-export const DEFAULT_STOP_TIMEOUT_MS = 30_000;
-
-/** How long `start` waits for the VM process to report that the VM runs. */
-export const START_TIMEOUT_MS = 60_000;
-
-/** A log file is rotated to `NAME.log.1` past this size (the log stays bounded). */
-export const LOG_MAX_BYTES = 1024 * 1024;
-
-/** What the client hands the VM process (as one JSON argument). */
-export interface VmProcessPayload {
-  config: VmConfig;
-  /** Absolute run directory. */
-  rundir: string;
-  logLevel?: LogLevel;
-  /** Boot the built-in demo guest (no kernel file). */
-  demo?: boolean;
-}
-
-/** The VM process's first line on stdout: started, or why not. */
-type ReadyLine = { ok: true; id: number; tty: string; pid: number } | { ok: false; error: string };
-
-/** An error for the user: printed as it is, exit status 1. */
-export class ManagedError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "ManagedError";
-  }
-}
-
-// ---------------------------------------------------------------- client side
-
-/** How to run the VM process: this executable, under `deno run` when we are a script. */
-export function vmProcessCommand(): { command: string; args: string[] } {
-  const exec = Deno.execPath();
-  const base = exec.split("/").pop() ?? "";
-  if (base === "deno" || base === "deno.exe") {
-    const main = new URL("../main.ts", import.meta.url);
-    const config = new URL("../deno.json", import.meta.url);
-    return {
-      command: exec,
-      args: ["run", "--allow-all", "--quiet", "--config", config.pathname, main.pathname],
-    };
-  }
-  return { command: exec, args: [] }; // a `deno compile`d vmmctl
-}
-
-/** Options for {@link startManaged}. */
-export interface StartOptions {
-  rundir: string;
-  demo?: boolean;
-  /** Print nothing on success. */
-  quiet?: boolean;
-}
-
-/**
- * Starts `config` as a managed VM in a background process; resolves once it
- * runs, with its state (id, tty, pid). Throws {@link ManagedError} with the
- * VM process's reason when it could not start.
- */
-export async function startManaged(config: VmConfig, opts: StartOptions): Promise<VmState> {
-  const rundir = resolve(opts.rundir);
-  ensureRunDir(rundir);
-  await refuseDuplicate(rundir, config.vm.name);
-  const payload: VmProcessPayload = {
-    config,
-    rundir,
-    demo: opts.demo,
-    logLevel: defaultLogLevel(rundir),
-  };
-  const { command, args } = vmProcessCommand();
-  const child = new Deno.Command(command, {
-    args: [...args, VM_PROCESS_COMMAND, JSON.stringify(payload)],
-    cwd: "/",
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const stderrText = collectText(child.stderr);
-  const reader = child.stdout.getReader();
-  let text = "";
-  let ready: ReadyLine | undefined;
-  const timer = setTimeout(() => {
-    ready = {
-      ok: false,
-      error: `VM "${config.vm.name}" did not start within ${START_TIMEOUT_MS / 1000} s`,
-    };
-    try {
-      child.kill("SIGKILL");
-    } catch {
-      // already gone
-    }
-  }, START_TIMEOUT_MS);
-  try {
-    while (!ready) {
-      const { value, done } = await reader.read();
-      if (done || ready) break;
-      text += new TextDecoder().decode(value);
-      const nl = text.indexOf("\n");
-      if (nl >= 0) ready = JSON.parse(text.slice(0, nl)) as ReadyLine;
-    }
-  } finally {
-    clearTimeout(timer);
-    reader.cancel().catch(() => {});
-  }
-  // (The timer may have set `ready` too: TypeScript cannot see that.)
-  const got = ready as ReadyLine | undefined;
-  if (!got || !got.ok) {
-    const status = await child.status;
-    const err = (await stderrText).trim();
-    const why = got && !got.ok ? got.error : err || `exit status ${status.code}`;
-    throw new ManagedError(why);
-  }
-  child.unref();
-  const state = listStates(rundir).find((s) => s.id === got.id);
-  if (!state) throw new ManagedError(`VM "${config.vm.name}" started but left no state file`);
-  if (!opts.quiet) {
-    console.log(`vmmctl: started VM ${got.id} successfully, tty ${got.tty}`);
-  }
-  return state;
-}
-
-async function collectText(stream: ReadableStream<Uint8Array>): Promise<string> {
-  let out = "";
-  const dec = new TextDecoder();
-  try {
-    for await (const chunk of stream) out += dec.decode(chunk, { stream: true });
-  } catch {
-    // the pipe went away with the client
-  }
-  return out;
-}
-
-/**
- * Throws when a live VM of that name exists (with `below`: one with a lower
- * id, so of two starts at once the first claimed id wins); removes dead
- * records of the name.
- */
-async function refuseDuplicate(rundir: string, name: string, below?: number): Promise<void> {
-  for (const s of listStates(rundir)) {
-    if (s.name !== name || (below !== undefined && s.id >= below)) continue;
-    if (await checkLiveness(rundir, s) === "alive") {
-      throw new ManagedError(`VM "${name}" is already running (id ${s.id}, pid ${s.pid})`);
-    }
-    removeVmFiles(rundir, s.id); // a killed or died VM of the same name: superseded
-  }
-}
-
-/** The user-facing owner string of a state: `user` or `user:group`. */
-export function ownerText(s: VmState): string {
-  return s.owner.group === undefined ? s.owner.user : `${s.owner.user}:${s.owner.group}`;
-}
-
-/**
- * Finds the VM named or numbered `target` among the state files. Died VMs are
- * found too (callers decide); throws "no VM named ..." / "no VM with id ...".
- */
-export function findVm(rundir: string, target: string): VmState {
-  const states = listStates(rundir);
-  if (/^\d+$/.test(target)) {
-    const s = states.find((x) => x.id === Number(target));
-    if (!s) throw new ManagedError(`no VM with id ${Number(target)}`);
-    return s;
-  }
-  const s = states.find((x) => x.name === target);
-  if (!s) throw new ManagedError(`no VM named "${target}"`);
-  return s;
-}
-
-/** Like {@link findVm}, but the VM must be alive (a dead record is reported and cleaned). */
-export async function findRunningVm(rundir: string, target: string): Promise<VmState> {
-  const s = findVm(rundir, target);
-  if (await checkLiveness(rundir, s) === "alive") return s;
-  throw new ManagedError(notRunning(rundir, s));
-}
-
-function notRunning(rundir: string, s: VmState): string {
-  if (s.state === "died") {
-    return `VM "${s.name}" is not running: it died (exit status ${s.exitStatus}` +
-      `${s.outcome ? `, ${s.outcome}` : ""}); see \`vmmctl log ${s.name}\``;
-  }
-  removeVmFiles(rundir, s.id);
-  return `VM "${s.name}" is not running: its process (pid ${s.pid}) is gone`;
-}
-
-/**
- * Sends `request` to VM `s`, turning socket errors into messages that say
- * what is wrong: permission (whose VM it is) or a VM process that is gone.
- */
-export async function vmRequest(
-  rundir: string,
-  s: VmState,
-  request: ControlRequest,
-): Promise<ControlReply & { ok: true }> {
-  let reply: ControlReply;
-  try {
-    reply = await controlRequest(socketPath(rundir, s.id), request);
-  } catch (e) {
-    throw socketError(rundir, s, e);
-  }
-  if (!reply.ok) throw new ManagedError(reply.error);
-  return reply;
-}
-
-/** The user-facing error for a failed connection to VM `s`'s socket. */
-export function socketError(rundir: string, s: VmState, e: unknown): ManagedError {
-  const path = socketPath(rundir, s.id);
-  if (e instanceof Deno.errors.PermissionDenied) {
-    return new ManagedError(
-      `permission denied on ${path}: VM "${s.name}" belongs to ${ownerText(s)}`,
-    );
-  }
-  if (e instanceof Deno.errors.ConnectionRefused || e instanceof Deno.errors.NotFound) {
-    return new ManagedError(notRunning(rundir, s));
-  }
-  return new ManagedError(`cannot reach VM "${s.name}" on ${path}: ${errorText(e)}`);
-}
-
-// ---------------------------------------------------------------- VM process
+} from "../control/rundir.ts";
+import { VmLog } from "./log.ts";
+import {
+  type ReadyLine,
+  refuseDuplicate,
+  VM_PROCESS_COMMAND,
+  type VmProcessPayload,
+} from "./spawn.ts";
 
 /** Runs the VM process: `vmmctl __vm-process PAYLOAD`. Resolves with its exit status. */
 export async function runVmProcess(args: string[]): Promise<number> {
@@ -277,54 +50,6 @@ export async function runVmProcess(args: string[]): Promise<number> {
   }
   const vm = new ManagedVm(payload);
   return await vm.run();
-}
-
-/** An append-only log with a size bound: past it, the file moves to `.1` and starts over. */
-class VmLog {
-  readonly path: string;
-  #file: Deno.FsFile;
-  #size: number;
-  #atLineStart = true;
-
-  constructor(path: string) {
-    this.path = path;
-    this.#file = this.#open();
-    this.#size = this.#file.statSync().size;
-  }
-
-  #open(): Deno.FsFile {
-    return Deno.openSync(this.path, { append: true, create: true, mode: 0o640 });
-  }
-
-  /** A vmmctl message on a line of its own. */
-  message(text: string): void {
-    const prefix = this.#atLineStart ? "" : "\n";
-    this.#write(new TextEncoder().encode(`${prefix}${new Date().toISOString()} vmmctl: ${text}\n`));
-    this.#atLineStart = true;
-  }
-
-  /** A copy of console output. */
-  console(bytes: Uint8Array): void {
-    if (bytes.length === 0) return;
-    this.#write(bytes);
-    this.#atLineStart = bytes[bytes.length - 1] === 0x0a;
-  }
-
-  #write(bytes: Uint8Array): void {
-    if (this.#size + bytes.length > LOG_MAX_BYTES && this.#size > 0) {
-      this.#file.close();
-      Deno.renameSync(this.path, `${this.path}.1`);
-      this.#file = this.#open();
-      this.#size = 0;
-    }
-    let off = 0;
-    while (off < bytes.length) off += this.#file.writeSync(bytes.subarray(off));
-    this.#size += bytes.length;
-  }
-
-  close(): void {
-    this.#file.close();
-  }
 }
 
 const CONSOLE_QUEUE_MAX_BYTES = 1024 * 1024;
@@ -468,7 +193,7 @@ class ManagedVm {
   async #boot(): Promise<{ ok: true } | { ok: false; error: string }> {
     // Loaded only when needed: decoding the embedded image costs start-up time.
     const kernelImage = this.#payload.demo
-      ? (await import("../guests/images.ts")).DEMO_GUEST
+      ? (await import("../../guests/images.ts")).DEMO_GUEST
       : undefined;
     return new Promise((resolveStart) => {
       const host = new VmHost({
@@ -723,18 +448,5 @@ function closeQuietly(conn: Deno.Conn): void {
     conn.close();
   } catch {
     // already closed
-  }
-}
-
-/** Runs a verb, printing a {@link ManagedError} as `vmmctl: MESSAGE` with exit status 1. */
-export async function reportErrors(fn: () => Promise<number>): Promise<number> {
-  try {
-    return await fn();
-  } catch (e) {
-    if (e instanceof ManagedError) {
-      console.error(`vmmctl: ${e.message}`);
-      return 1;
-    }
-    throw e;
   }
 }

@@ -9,13 +9,13 @@
  */
 
 import { basename, resolve } from "node:path";
-import type { AccelChoice } from "../accel/select.ts";
-import type { InterfaceConfig, VmConfig } from "../config/schema.ts";
-import { VmHost } from "../machine/host.ts";
-import { describeOutcome, exitStatus } from "../machine/machine.ts";
-import { checkBindings, type Solo5DiskConfig } from "../solo5/devices.ts";
-import { inspectUnikernel, SOLO5_DEFAULT_MEMORY_BYTES } from "../solo5/loader.ts";
-import { type Command, type FlagValues, UsageError } from "./command.ts";
+import type { AccelChoice } from "../../accel/select.ts";
+import type { InterfaceConfig, VmConfig } from "../../config/schema.ts";
+import { VmHost } from "../../machine/host.ts";
+import { describeOutcome, exitStatus } from "../../machine/machine.ts";
+import { checkBindings, type Solo5DiskConfig } from "../../solo5/devices.ts";
+import { inspectUnikernel, SOLO5_DEFAULT_MEMORY_BYTES } from "../../solo5/loader.ts";
+import { type Command, type FlagValues, UsageError } from "../command.ts";
 
 const ACCELS = ["auto", "kvm", "openbsd", "openbsd-on-kvm"];
 /** solo5-hvt's per-device options, `--PREFIX:NAME=VALUE`. */

@@ -1,19 +1,16 @@
 /**
- * `vmmctl console NAME|ID`: attach this terminal to a managed VM's serial
- * console through its control socket. `~.` at the start of a line detaches
- * (the VM keeps running). One attached console per VM: a second attach is
- * refused with a message naming the VM (the pty in `status` can still be
- * opened with cu(1) or screen(1) at the same time).
+ * Attaching this terminal to a managed VM's serial console through its
+ * control socket, with the escapes of console/escape.ts.
  *
  * @module
  */
 
-import { addCr } from "../machine/serial_sink.ts";
-import { type Command, UsageError } from "./command.ts";
-import { connectControl, readLine, sendLine, writeAll } from "./control.ts";
+import { addCr } from "../../machine/serial_sink.ts";
+import { ManagedError } from "../errors.ts";
+import { connectVm } from "../control/client.ts";
+import { readLine, sendLine, writeAll } from "../control/protocol.ts";
+import type { VmState } from "../control/rundir.ts";
 import { EscapeReader } from "./escape.ts";
-import { findRunningVm, ManagedError, reportErrors, socketError } from "./managed.ts";
-import { resolveRunDir, RUNDIR_FLAG, socketPath, type VmState } from "./rundir.ts";
 
 function writeStdout(bytes: Uint8Array): void {
   let off = 0;
@@ -25,12 +22,7 @@ function writeStdout(bytes: Uint8Array): void {
  * resolves with 0. Throws {@link ManagedError} when the console is taken.
  */
 export async function attachConsole(rundir: string, s: VmState): Promise<number> {
-  let conn: Deno.UnixConn;
-  try {
-    conn = await connectControl(socketPath(rundir, s.id));
-  } catch (e) {
-    throw socketError(rundir, s, e);
-  }
+  const conn = await connectVm(rundir, s);
   await sendLine(conn, { op: "console" });
   const line = await readLine(conn);
   if (!line) {
@@ -97,19 +89,3 @@ export async function attachConsole(rundir: string, s: VmState): Promise<number>
   }
   return 0;
 }
-
-export const consoleCommand: Command = {
-  name: "console",
-  summary: "attach this terminal to a running VM's serial console (~. detaches)",
-  args: "NAME|ID",
-  description:
-    "Only one console session per VM: a second attach is refused until the first detaches.",
-  flags: { rundir: RUNDIR_FLAG },
-  async run(positionals, flags) {
-    if (positionals.length !== 1) throw new UsageError("console needs one NAME or ID");
-    const rundir = resolveRunDir(flags.rundir as string | undefined);
-    return await reportErrors(async () =>
-      await attachConsole(rundir, await findRunningVm(rundir, positionals[0]))
-    );
-  },
-};

@@ -8,11 +8,17 @@
  */
 
 import { basename, join, resolve } from "node:path";
-import { formatConfigError, loadConfigFile } from "../config/parse.ts";
-import type { VmConfig } from "../config/schema.ts";
-import { type Command, EXIT_FAILURE, UsageError } from "./command.ts";
-import { ManagedError, reportErrors } from "./managed.ts";
-import { defsPath, ensureRunDir, errorText, resolveRunDir, RUNDIR_FLAG } from "./rundir.ts";
+import { formatConfigError, loadConfigFile } from "../../config/parse.ts";
+import type { VmConfig } from "../../config/schema.ts";
+import { type Command, EXIT_FAILURE, UsageError } from "../command.ts";
+import { ManagedError, reportErrors } from "../errors.ts";
+import {
+  defsPath,
+  ensureRunDir,
+  errorText,
+  resolveRunDir,
+  RUNDIR_FLAG,
+} from "../control/rundir.ts";
 
 /** The remembered definition paths (`defs.json`). */
 export interface Definitions {

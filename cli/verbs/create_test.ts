@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { createCommand, parseCreateArgs } from "./create.ts";
-import { UsageError } from "./command.ts";
-import { openDiskImage } from "../disk/image.ts";
+import { UsageError } from "../command.ts";
+import { openDiskImage } from "../../disk/image.ts";
 
 Deno.test("create: format from -f, the name, or the base; sizes parsed", () => {
   assert.deepEqual(parseCreateArgs(["a.qcow2"], { size: "1G" }), {

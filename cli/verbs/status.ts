@@ -9,9 +9,10 @@
  * @module
  */
 
-import { type Command, UsageError } from "./command.ts";
+import { type Command, UsageError } from "../command.ts";
 import { loadDefinitions } from "./load.ts";
-import { ManagedError, ownerText, reportErrors } from "./managed.ts";
+import { ManagedError, reportErrors } from "../errors.ts";
+import { ownerText } from "../control/client.ts";
 import {
   checkLiveness,
   listStates,
@@ -19,7 +20,7 @@ import {
   resolveRunDir,
   RUNDIR_FLAG,
   type VmState,
-} from "./rundir.ts";
+} from "../control/rundir.ts";
 
 /** vmctl's status header, exactly. */
 export const STATUS_HEADER = "   ID   PID VCPUS  MAXMEM  CURMEM     TTY        OWNER    STATE NAME";

@@ -7,14 +7,16 @@
  */
 
 import { dirname, join, resolve } from "node:path";
-import { formatConfigError, loadConfigFile, normalizedToml, parseConfig } from "../config/parse.ts";
-import type { VmConfig } from "../config/schema.ts";
-import { parseSize, SizeError } from "../config/size.ts";
-import { type Command, type FlagValues, UsageError } from "./command.ts";
-import { attachConsole } from "./console.ts";
+import { formatConfigError, loadConfigFile, parseConfig } from "../../config/parse.ts";
+import { normalizedToml } from "../../config/normalize.ts";
+import type { VmConfig } from "../../config/schema.ts";
+import { parseSize, SizeError } from "../../config/size.ts";
+import { type Command, type FlagValues, UsageError } from "../command.ts";
+import { attachConsole } from "../console/attach.ts";
 import { loadDefinitions } from "./load.ts";
-import { ManagedError, reportErrors, startManaged } from "./managed.ts";
-import { resolveRunDir, RUNDIR_FLAG } from "./rundir.ts";
+import { ManagedError, reportErrors } from "../errors.ts";
+import { startManaged } from "../vm_process/spawn.ts";
+import { resolveRunDir, RUNDIR_FLAG } from "../control/rundir.ts";
 
 /** Whether `target` names a file rather than a VM: it has a "/" or ".toml", or exists. */
 export function looksLikeFile(target: string): boolean {

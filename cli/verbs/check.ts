@@ -4,13 +4,9 @@
  * @module
  */
 
-import {
-  formatConfigError,
-  loadConfigFile,
-  normalizedJson,
-  normalizedToml,
-} from "../config/parse.ts";
-import { type Command, EXIT_FAILURE, UsageError } from "./command.ts";
+import { formatConfigError, loadConfigFile } from "../../config/parse.ts";
+import { normalizedJson, normalizedToml } from "../../config/normalize.ts";
+import { type Command, EXIT_FAILURE, UsageError } from "../command.ts";
 
 export const checkCommand: Command = {
   name: "check",

@@ -9,11 +9,11 @@
  * @module
  */
 
-import { createDiskImage, formatFromName } from "../disk/create.ts";
-import { DiskError } from "../disk/errors.ts";
-import type { DiskImageFormat } from "../disk/image.ts";
-import { formatSize, parseSize, SizeError } from "../config/size.ts";
-import { type Command, EXIT_FAILURE, type FlagValues, UsageError } from "./command.ts";
+import { createDiskImage, formatFromName } from "../../disk/create.ts";
+import { DiskError } from "../../disk/errors.ts";
+import type { DiskImageFormat } from "../../disk/image.ts";
+import { formatSize, parseSize, SizeError } from "../../config/size.ts";
+import { type Command, EXIT_FAILURE, type FlagValues, UsageError } from "../command.ts";
 
 /** What `create` was asked for, before touching the file system. */
 export interface CreateRequest {

@@ -16,7 +16,7 @@
  */
 
 import { join } from "node:path";
-import { openProcessLibc } from "../ffi/libc.ts";
+import { openProcessLibc } from "../../ffi/libc.ts";
 
 /** What a managed VM is doing, as its state file says. */
 export type VmRunState = "starting" | "running" | "paused" | "stopping" | "died";

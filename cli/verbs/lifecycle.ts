@@ -5,10 +5,11 @@
  * @module
  */
 
-import { type Command, UsageError } from "./command.ts";
-import { findRunningVm, findVm, ManagedError, reportErrors, vmRequest } from "./managed.ts";
-import { checkLiveness, removeVmFiles, resolveRunDir, RUNDIR_FLAG } from "./rundir.ts";
-import { openWait } from "./stop.ts";
+import { type Command, UsageError } from "../command.ts";
+import { findRunningVm, findVm, vmRequest } from "../control/client.ts";
+import { ManagedError, reportErrors } from "../errors.ts";
+import { checkLiveness, removeVmFiles, resolveRunDir, RUNDIR_FLAG } from "../control/rundir.ts";
+import { openWait } from "../control/client.ts";
 
 function simpleVerb(
   name: string,

@@ -7,8 +7,8 @@
  */
 
 import { join, resolve } from "node:path";
-import { type Command, EXIT_FAILURE, UsageError } from "./command.ts";
-import { importVmConf } from "./vmconf_import.ts";
+import { type Command, EXIT_FAILURE, UsageError } from "../command.ts";
+import { importVmConf } from "../../config/vmconf/convert.ts";
 
 export const importCommand: Command = {
   name: "import",

@@ -9,7 +9,7 @@
  *
  * @example
  * ```ts
- * import { controlRequest } from "./control.ts";
+ * import { controlRequest } from "./protocol.ts";
  * const reply = await controlRequest("/run/vmmctl/1.sock", { op: "pause" });
  * if (!reply.ok) console.error(reply.error);
  * ```

@@ -6,8 +6,9 @@
  * @module
  */
 
-import { type Command, UsageError } from "./command.ts";
-import { ManagedError, reportErrors, vmRequest } from "./managed.ts";
+import { type Command, UsageError } from "../command.ts";
+import { ManagedError, reportErrors } from "../errors.ts";
+import { vmRequest } from "../control/client.ts";
 import {
   checkLiveness,
   ensureRunDir,
@@ -16,7 +17,7 @@ import {
   logPath,
   resolveRunDir,
   RUNDIR_FLAG,
-} from "./rundir.ts";
+} from "../control/rundir.ts";
 
 /** The last `count` lines of `text` (all when count is 0). */
 export function lastLines(text: string, count: number): string {

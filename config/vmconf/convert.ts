@@ -1,0 +1,238 @@
+/**
+ * vm.conf(5) -> vmmctl {@link VmConfig}: parses the text (see `parser.ts`)
+ * and turns each `vm` block into a config, saying as a warning everything it
+ * cannot carry over.
+ *
+ * @example
+ * ```ts
+ * import { importVmConf } from "./convert.ts";
+ * const result = importVmConf('vm "web" {\n memory 1G\n disk "/var/vm/web.img"\n}\n', {
+ *   path: "/etc/vm.conf",
+ * });
+ * result.vms[0].toml; // [vm] name = "web", memory = "1G", ...
+ * ```
+ * @module
+ */
+
+import { dirname } from "node:path";
+import { parseConfig } from "../parse.ts";
+import { normalizedToml } from "../normalize.ts";
+import type { VmConfig } from "../schema.ts";
+import { Lexer } from "./lexer.ts";
+import { type SwitchDef, VmConfParser, type VmDef } from "./parser.ts";
+
+/** vm.conf's default guest memory. */
+export const VMCONF_DEFAULT_MEMORY_BYTES = 512 * 1024 * 1024;
+/** What vmd boots when a VM has no `boot` line: its BIOS image. */
+export const VMD_BIOS_PATH = "/etc/firmware/vmm-bios";
+
+/** One converted `vm` block. */
+export interface ImportedVm {
+  name: string;
+  /** Where the block starts. */
+  file: string;
+  line: number;
+  config: VmConfig;
+  /** The TOML file's text: a comment header, then the normalized config. */
+  toml: string;
+}
+
+/** The result of {@link importVmConf}: converted VMs, warnings, and syntax/semantic errors. */
+export interface VmConfImport {
+  vms: ImportedVm[];
+  /** `FILE:LINE: what could not be expressed`. */
+  warnings: string[];
+  /** `FILE:LINE: what is wrong`; VMs with errors are not in `vms`. */
+  errors: string[];
+}
+
+/** Options for {@link importVmConf}. */
+export interface ImportOptions {
+  /** The file's path (for messages and relative paths). */
+  path: string;
+  /** Reads an included file (default: Deno.readTextFileSync). */
+  readFile?: (path: string) => string;
+}
+
+/** Parses vm.conf `text` and converts every `vm` block. */
+export function importVmConf(text: string, options: ImportOptions): VmConfImport {
+  const read = options.readFile ?? ((p: string) => Deno.readTextFileSync(p));
+  const lexer = new Lexer(text, options.path, read);
+  const parser = new VmConfParser(lexer);
+  parser.parse();
+  for (const [name] of lexer.macros) {
+    if (!lexer.usedMacros.has(name)) {
+      parser.warnings.push(`${options.path}: macro "${name}" not used`);
+    }
+  }
+  const result: VmConfImport = { vms: [], warnings: parser.warnings, errors: parser.errors };
+  const byName = new Map<string, VmDef>();
+  for (const vm of parser.vms) {
+    if (parser.broken.has(vm)) continue;
+    if (byName.has(vm.name)) {
+      result.errors.push(`${vm.file}:${vm.line}: vm "${vm.name}" defined more than once`);
+      continue;
+    }
+    byName.set(vm.name, vm);
+  }
+  const switches = new Map(parser.switches.map((s) => [s.name, s]));
+  for (const vm of byName.values()) {
+    const def = vm.instanceOf ? mergeInstance(vm, byName, result) : vm;
+    if (!def) continue;
+    const notes: string[] = [];
+    const converted = convert(def, vm, switches, notes);
+    const check = parseConfig(converted.toml, { baseDir: dirname(vm.file), checkFiles: false });
+    if (!check.config) {
+      for (const e of check.errors) {
+        result.errors.push(`${vm.file}:${vm.line}: vm "${vm.name}": ${e.path}: ${e.message}`);
+      }
+      continue;
+    }
+    result.warnings.push(...notes);
+    result.vms.push({ name: vm.name, file: vm.file, line: vm.line, ...converted });
+  }
+  return result;
+}
+
+/** An instance: the parent's settings, overridden by the instance's own. */
+function mergeInstance(
+  vm: VmDef,
+  byName: Map<string, VmDef>,
+  result: VmConfImport,
+): VmDef | undefined {
+  const parent = byName.get(vm.instanceOf!);
+  if (!parent) {
+    result.errors.push(
+      `${vm.file}:${vm.line}: vm "${vm.name}" is an instance of "${vm.instanceOf}", ` +
+        "which is not defined",
+    );
+    return undefined;
+  }
+  result.warnings.push(
+    `${vm.file}:${vm.line}: vm "${vm.name}": instance of "${parent.name}" converted as a copy ` +
+      "of its settings with the instance's own on top (vmmctl has no instances)",
+  );
+  return {
+    ...parent,
+    ...Object.fromEntries(Object.entries(vm).filter(([, v]) => v !== undefined)),
+    name: vm.name,
+    disks: vm.disks.length ? vm.disks : parent.disks,
+    interfaces: vm.interfaces.length ? vm.interfaces : parent.interfaces,
+    allowInstance: undefined,
+  } as VmDef;
+}
+
+function convert(
+  def: VmDef,
+  at: VmDef,
+  switches: Map<string, SwitchDef>,
+  warnings: string[],
+): { config: VmConfig; toml: string } {
+  const where = (line: number) => `${at.file}:${line}: vm "${at.name}"`;
+  const notes: string[] = [];
+  const note = (line: number, message: string) => {
+    warnings.push(`${where(line)}: ${message}`);
+    notes.push(message);
+  };
+  let kernel = def.boot?.path;
+  if (kernel === undefined) {
+    kernel = VMD_BIOS_PATH;
+    note(
+      def.line,
+      `no "boot" line: vmd would boot its BIOS (${VMD_BIOS_PATH}), which vmmctl cannot run; ` +
+        "set boot.kernel to a kernel image",
+    );
+  }
+  if (def.bootDevice) {
+    note(
+      def.bootDevice.line,
+      `boot device ${def.bootDevice.device}: not converted: vmmctl boots boot.kernel directly`,
+    );
+  }
+  if (def.cdrom) {
+    note(
+      def.cdrom.line,
+      `cdrom "${def.cdrom.path}": not converted: vmmctl has no CD-ROM device yet`,
+    );
+  }
+  if (def.allowInstance !== undefined) {
+    note(def.allowInstance, "allow instance: not converted: vmmctl has no instances");
+  }
+  if (def.enabled) {
+    note(
+      def.line,
+      "enabled (vmd starts it at boot): vmmctl does not start VMs by itself; " +
+        "use `vmmctl load DIR` and `vmmctl start NAME`",
+    );
+  }
+  let owner: VmConfig["vm"]["owner"];
+  if (def.owner) {
+    if (def.owner.user === "" && def.owner.group !== undefined) {
+      owner = { user: "root", group: def.owner.group };
+      note(def.owner.line, `owner ":${def.owner.group}": converted as "root:${def.owner.group}"`);
+    } else {
+      owner = { user: def.owner.user, group: def.owner.group };
+    }
+  }
+  const interfaces: VmConfig["interfaces"] = [];
+  for (const i of def.interfaces) {
+    const tap = i.tap && i.tap !== "tap" ? i.tap : "auto";
+    interfaces.push(i.lladdr ? { tap, lladdr: i.lladdr } : { tap });
+    const n = interfaces.length - 1;
+    if (i.local) {
+      note(i.line, `interface ${n}: "local": not converted: vmmctl has no local interfaces`);
+    }
+    if (i.switchName !== undefined) {
+      const sw = switches.get(i.switchName);
+      const bridge = sw?.iface ? ` (its interface ${sw.iface})` : "";
+      note(
+        i.line,
+        `interface ${n}: switch "${i.switchName}": vmmctl has no switches; the VM gets tap ` +
+          `"${tap}": add it to the bridge${bridge} yourself`,
+      );
+    }
+    if (i.group !== undefined) {
+      note(
+        i.line,
+        `interface ${n}: group "${i.group}": not converted (set it on the tap yourself)`,
+      );
+    }
+    if (i.rdomain !== undefined) {
+      note(
+        i.line,
+        `interface ${n}: rdomain ${i.rdomain}: not converted (set it on the tap yourself)`,
+      );
+    }
+    if (i.locked) {
+      note(i.line, `interface ${n}: locked lladdr: not converted: vmmctl does not filter frames`);
+    }
+    if (i.randomLladdr) {
+      note(i.line, `interface ${n}: lladdr without an address: vmmctl picks one, as vmd does`);
+    }
+    if (i.down) note(i.line, `interface ${n}: down: not converted: the tap is brought up`);
+  }
+  // `interfaces N` asks for at least N interfaces.
+  while (interfaces.length < (def.nifs ?? 0)) interfaces.push({ tap: "auto" });
+  const config: VmConfig = {
+    vm: {
+      name: def.name,
+      memoryBytes: def.memoryBytes ?? VMCONF_DEFAULT_MEMORY_BYTES,
+      vcpus: 1,
+      accel: "auto",
+      irqchip: "user",
+      ...(owner ? { owner } : {}),
+    },
+    boot: { kernel, cmdline: "" },
+    disks: def.disks.map((d) => ({ path: d.path, format: d.format ?? "auto", readonly: false })),
+    interfaces,
+    console: { serial: "stdio" },
+    debug: {},
+  };
+  const header = [
+    `# Imported from ${at.file}:${at.line} (vm "${at.name}") by vmmctl import.`,
+    ...(def.enabled ? [] : ["# Disabled in vm.conf."]),
+    ...notes.map((n) => `# Note: ${n}`),
+    "",
+  ];
+  return { config, toml: header.join("\n") + normalizedToml(config) };
+}
