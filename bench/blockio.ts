@@ -121,7 +121,7 @@ export interface BlockIoBenchOptions {
 export async function benchBlockIo(o: BlockIoBenchOptions): Promise<Row[]> {
   const disk = `${o.tempDir}/bench-disk.raw`;
   await makeDiskImage(disk);
-  const accel = createAccel("kvm", openLibc());
+  const accel = await createAccel("kvm", openLibc());
   const ours: { ms: number[]; cycles: number[] }[] = [];
   const flavours = o.qemuInstalled ? (["pc-kvm", "pc-tcg"] as const) : [];
   const qemu = new Map<string, number[][]>(flavours.map((f) => [f, []]));

@@ -54,7 +54,7 @@ export interface DensityBenchOptions {
 export async function benchDensity(o: DensityBenchOptions): Promise<Row[]> {
   const kernel = guestPath("hello");
   const image = await Deno.readFile(kernel);
-  const accel = createAccel("kvm", openLibc());
+  const accel = await createAccel("kvm", openLibc());
   oneVm(accel, image, kernel); // warm-up: JIT, CPUID cache
   const ours: number[] = [];
   const qemu: number[] = [];

@@ -366,7 +366,7 @@ export async function benchExits(o: ExitBenchOptions): Promise<Row[]> {
   const libc = openLibc();
   let kvm: Accel;
   try {
-    kvm = createAccel("kvm", libc);
+    kvm = await createAccel("kvm", libc);
   } catch (e) {
     const why = e instanceof Error ? e.message : String(e);
     return EXIT_GUESTS.map((g) => skippedRow("exits", `${g.kind} exit round trip`, why));
@@ -374,7 +374,7 @@ export async function benchExits(o: ExitBenchOptions): Promise<Row[]> {
   const extras = new Map<AccelChoice, Accel | string>();
   for (const a of o.extraAccels) {
     try {
-      extras.set(a, createAccel(a, libc));
+      extras.set(a, await createAccel(a, libc));
     } catch (e) {
       extras.set(a, `not available (${firstLine(e)})`);
     }

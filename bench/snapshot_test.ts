@@ -80,7 +80,7 @@ Deno.test({
     try {
       const loop = await compileKvmLoop(dir);
       assert.ok(loop.path, loop.why);
-      const accel = createAccel("kvm", openLibc());
+      const accel = await createAccel("kvm", openLibc());
       for (const g of EXIT_GUESTS) {
         writeSnapshot(accel, g, 300, `${dir}/s`);
         const c = await runC(loop.path!, `${dir}/s`, g);
@@ -104,7 +104,7 @@ Deno.test({
     try {
       await makeDiskImage(disk, 1 << 20);
       const before = await Deno.readFile(disk);
-      const r = runOursBlk(createAccel("kvm", openLibc()), disk, 5);
+      const r = runOursBlk(await createAccel("kvm", openLibc()), disk, 5);
       assert.equal(r.ms.length, 4);
       assert.equal(r.cycles.length, 4);
       for (const ms of r.ms) assert.ok(ms > 0);

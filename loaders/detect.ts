@@ -24,19 +24,30 @@
 import { GuestMemoryError } from "../core/guest_memory.ts";
 import { type KernelFormat, LoaderError, type LoadOptions, type LoadResult } from "./common.ts";
 import { isBzImage, loadBzImage } from "./bzimage.ts";
-import { elfClass, loadElf, parseElf, pvhEntry } from "./elf.ts";
+import { elfClass, elfNotes, loadElf, parseElf, pvhEntry } from "./elf.ts";
 import { findMultibootHeader, loadMultiboot } from "./multiboot.ts";
 import { isOpenbsdKernel, loadOpenbsd } from "./openbsd.ts";
-import { isSolo5Unikernel } from "../solo5/loader.ts";
 
 export { type KernelFormat, LoaderError, type LoadOptions, type LoadResult } from "./common.ts";
 export type { UsedRange } from "./common.ts";
+
+/** The ELF note name of Solo5 unikernels (their machine kind, `solo5/`, reads the notes). */
+export const SOLO5_NOTE_NAME = "Solo5";
+
+/** Whether `data` is an ELF64 file with a Solo5 note (a unikernel, not a PC kernel). */
+function hasSolo5Note(data: Uint8Array): boolean {
+  try {
+    return elfClass(data) === 64 && elfNotes(data).some((n) => n.name === SOLO5_NOTE_NAME);
+  } catch {
+    return false;
+  }
+}
 
 /** The format of a kernel image, or undefined when it is none we load. */
 export function detectKernelFormat(data: Uint8Array): KernelFormat | undefined {
   if (isBzImage(data)) return "bzimage";
   // Before OpenBSD: Solo5 unikernels carry an OpenBSD note too (so OpenBSD will not exec them).
-  if (isSolo5Unikernel(data)) return "solo5-hvt";
+  if (hasSolo5Note(data)) return "solo5-hvt";
   if (isOpenbsdKernel(data)) return "openbsd";
   if (findMultibootHeader(data)) return "multiboot";
   const cls = elfClass(data);

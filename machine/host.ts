@@ -20,7 +20,13 @@ import { openLibc } from "../ffi/libc.ts";
 import { Activity, Command, VcpuControl } from "./vcpu_channel.ts";
 import type { Outcome } from "./machine.ts";
 import { SerialOutputRing, type SerialTarget } from "./serial_sink.ts";
-import { isUnikernelConfig, SOLO5_WORKER_URL } from "../solo5/select.ts";
+
+/**
+ * The PC machine's vCPU worker (the default). Another machine kind brings its
+ * own worker speaking the same protocol; which one a config needs is decided
+ * in one place: `machineWorker` in `solo5/select.ts`.
+ */
+export const PC_WORKER_URL: URL = new URL("./vcpu_worker.ts", import.meta.url);
 
 /** Host -> worker. */
 export interface WorkerRequest {
@@ -51,6 +57,8 @@ export interface VmHostOptions {
   /** Overrides `config.vm.accel`. */
   accel?: AccelChoice;
   kernelImage?: Uint8Array;
+  /** The vCPU worker module to run (default {@link PC_WORKER_URL}). */
+  worker?: URL;
   /** Called once the guest is about to run, with the loader's summary. */
   onStarted?: (boot: string) => void;
   /**
@@ -81,11 +89,7 @@ export class VmHost {
   /** Boots the VM; resolves with how it ended. */
   start(): Promise<Outcome> {
     installKickHandler();
-    // A Solo5 unikernel runs on the tender machine; everything else on the PC machine.
-    const url = isUnikernelConfig(this.options.config, this.options.kernelImage)
-      ? SOLO5_WORKER_URL
-      : new URL("./vcpu_worker.ts", import.meta.url);
-    const worker = new Worker(url, { type: "module" });
+    const worker = new Worker(this.options.worker ?? PC_WORKER_URL, { type: "module" });
     this.#worker = worker;
     const request: WorkerRequest = {
       config: this.options.config,

@@ -32,7 +32,7 @@ function copyTo(
   };
 }
 
-self.onmessage = (event: MessageEvent<WorkerRequest>) => {
+self.onmessage = async (event: MessageEvent<WorkerRequest>) => {
   const req = event.data;
   const control = new VcpuControl(req.control);
   const sink = openSerialSink(req.serial);
@@ -44,7 +44,7 @@ self.onmessage = (event: MessageEvent<WorkerRequest>) => {
   let outcome: Outcome;
   try {
     const libc = openLibc();
-    accel = createAccel(req.accel, libc);
+    accel = await createAccel(req.accel, libc);
     machine = new Machine({
       config: req.config,
       accel,

@@ -71,7 +71,7 @@ export const SOLO5_R_EUNSPEC = 3;
 export const SOLO5_EXIT_ABORT = 255;
 
 /** ELF note name of Solo5-owned notes. */
-export const SOLO5_NOTE_NAME = "Solo5";
+export { SOLO5_NOTE_NAME } from "../loaders/detect.ts";
 /** Note type "ABI1" (little-endian ASCII). */
 export const ABI1_NOTE_TYPE = 0x31494241;
 /** Note type "MFT1". */

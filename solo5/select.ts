@@ -1,12 +1,13 @@
 /**
- * Machine selection: whether a VM config boots a Solo5 hvt unikernel (then
- * the tender machine runs it, in {@link SOLO5_WORKER_URL}) or anything else
- * (the PC machine).
+ * Machine selection, the one place that picks the machine kind: a VM config
+ * that boots a Solo5 hvt unikernel runs on the tender machine (in
+ * {@link SOLO5_WORKER_URL}), anything else on the PC machine
+ * ({@link PC_WORKER_URL}). The machine layer knows nothing of Solo5.
  *
  * @example
  * ```ts
- * import { isUnikernelConfig } from "./select.ts";
- * // isUnikernelConfig(config) === true when config.boot.kernel is an hvt unikernel
+ * import { machineWorker } from "./select.ts";
+ * // new VmHost({ config, serial, worker: machineWorker(config) })
  * ```
  * @module
  */
@@ -14,6 +15,7 @@
 import type { VmConfig } from "../config/schema.ts";
 import { detectKernelFormat } from "../loaders/detect.ts";
 import { ELF_MAGIC } from "../loaders/elf.ts";
+import { PC_WORKER_URL } from "../machine/host.ts";
 
 /** The vCPU worker of the tender machine (same protocol as machine/vcpu_worker.ts). */
 export const SOLO5_WORKER_URL: URL = new URL("./tender_worker.ts", import.meta.url);
@@ -45,4 +47,9 @@ export function isUnikernelConfig(config: VmConfig, kernelImage?: Uint8Array): b
   } catch {
     return false;
   }
+}
+
+/** The vCPU worker that runs `config`: the tender machine's for a unikernel, else the PC's. */
+export function machineWorker(config: VmConfig, kernelImage?: Uint8Array): URL {
+  return isUnikernelConfig(config, kernelImage) ? SOLO5_WORKER_URL : PC_WORKER_URL;
 }

@@ -20,7 +20,7 @@ function reply(message: WorkerReply): void {
   self.postMessage(message);
 }
 
-self.onmessage = (event: MessageEvent<WorkerRequest>) => {
+self.onmessage = async (event: MessageEvent<WorkerRequest>) => {
   const req = event.data;
   const control = new VcpuControl(req.control);
   const sink = openSerialSink(req.serial);
@@ -39,7 +39,7 @@ self.onmessage = (event: MessageEvent<WorkerRequest>) => {
     const libc = openLibc();
     machine = new Solo5Machine({
       config: req.config,
-      accel: createAccel(req.accel, libc),
+      accel: await createAccel(req.accel, libc),
       output,
       clock,
       kernelImage: req.kernelImage,

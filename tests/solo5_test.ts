@@ -14,6 +14,7 @@ import type { InterfaceConfig, VmConfig } from "../config/schema.ts";
 import { openLibc } from "../ffi/libc.ts";
 import { VcpuControl } from "../machine/vcpu_channel.ts";
 import { VmHost } from "../machine/host.ts";
+import { machineWorker } from "../solo5/select.ts";
 import { exitStatus, type Outcome } from "../machine/machine.ts";
 import type { Solo5DiskConfig } from "../solo5/devices.ts";
 import { Solo5Machine } from "../solo5/tender.ts";
@@ -60,6 +61,7 @@ async function run(
   const host = new VmHost({
     config: vm,
     serial: { serial: "none" },
+    worker: machineWorker(vm),
     onSerialOutput: (b) => chunks.push(b.slice()),
   });
   const timer = setTimeout(() => host.stop(), timeoutMs);
@@ -106,13 +108,13 @@ for (const accel of ACCELS) {
     name:
       `solo5 [${accel}]: traps end in ABORT (255) with the trap frame; no IDT is a triple fault`,
     ignore,
-    fn() {
+    async fn() {
       const libc = openLibc();
-      const trapOf = (cmdline: string) => {
+      const trapOf = async (cmdline: string) => {
         const out: string[] = [];
         const m = new Solo5Machine({
           config: config(guest("probe"), cmdline, accel),
-          accel: createAccel(accel, libc),
+          accel: await createAccel(accel, libc),
           output: (b) => out.push(new TextDecoder().decode(b)),
           libc,
         });
@@ -123,16 +125,16 @@ for (const accel of ACCELS) {
           m.close();
         }
       };
-      const ud = trapOf("ud2");
+      const ud = await trapOf("ud2");
       assert.deepEqual(ud.outcome, { kind: "exit-port", status: 255 });
       assert.ok(ud.trap, "the abort carried a trap frame");
       assert.equal(ud.out, `probe: trap at rip 0x${ud.trap.rip.toString(16)}\n`);
       assert.equal(ud.trap.cs, 8n);
-      const pf = trapOf("pagefault");
+      const pf = await trapOf("pagefault");
       assert.equal(pf.outcome.kind === "exit-port" && pf.outcome.status, 255);
       assert.equal(pf.trap?.cr2, 8n, "the write to page 0 faulted at its address");
       assert.equal(pf.trap!.ec & 3n, 2n, "not-present page, write access");
-      const tf = trapOf("tripfault");
+      const tf = await trapOf("tripfault");
       assert.equal(tf.outcome.kind, "triple-fault");
     },
   });
@@ -199,7 +201,7 @@ for (const accel of ACCELS) {
   Deno.test({
     name: `solo5 [${accel}]: ABI violations end the guest with a clear error; the VMM goes on`,
     ignore,
-    fn() {
+    async fn() {
       const libc = openLibc();
       const cases: [string, RegExp][] = [
         [
@@ -214,7 +216,7 @@ for (const accel of ACCELS) {
       for (const [cmdline, message] of cases) {
         const m = new Solo5Machine({
           config: config(guest("probe"), cmdline, accel),
-          accel: createAccel(accel, libc),
+          accel: await createAccel(accel, libc),
           output: () => {},
           libc,
         });
@@ -231,7 +233,7 @@ for (const accel of ACCELS) {
       const out: string[] = [];
       const m = new Solo5Machine({
         config: config(guest("probe"), "hello again", accel),
-        accel: createAccel(accel, libc),
+        accel: await createAccel(accel, libc),
         output: (b) => out.push(new TextDecoder().decode(b)),
         libc,
       });

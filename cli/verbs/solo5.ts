@@ -16,6 +16,7 @@ import { describeOutcome, exitStatus } from "../../machine/machine.ts";
 import { checkBindings, type Solo5DiskConfig } from "../../solo5/devices.ts";
 import { inspectUnikernel, SOLO5_DEFAULT_MEMORY_BYTES } from "../../solo5/loader.ts";
 import { type Command, type FlagValues, UsageError } from "../command.ts";
+import { machineWorker } from "../../solo5/select.ts";
 
 const ACCELS = ["auto", "kvm", "openbsd", "openbsd-on-kvm"];
 /** solo5-hvt's per-device options, `--PREFIX:NAME=VALUE`. */
@@ -172,6 +173,7 @@ export const solo5Command: Command = {
     const host = new VmHost({
       config,
       serial: { serial: "stdio" },
+      worker: machineWorker(config),
       onStarted: (boot) => {
         if (verbose) console.error(`vmmctl: ${config.vm.name}: ${boot}`);
       },

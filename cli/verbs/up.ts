@@ -18,6 +18,7 @@ import { type Command, EXIT_FAILURE, UsageError } from "../command.ts";
 import { reportErrors } from "../errors.ts";
 import { startManaged } from "../vm_process/spawn.ts";
 import { resolveRunDir, RUNDIR_FLAG } from "../control/rundir.ts";
+import { machineWorker } from "../../solo5/select.ts";
 
 const ACCELS = ["auto", "kvm", "openbsd", "openbsd-on-kvm"];
 
@@ -123,6 +124,7 @@ async function boot(
     onSerialOutput: pty ? (bytes) => pty.write(bytes) : undefined,
     accel: opts.accel,
     kernelImage: opts.kernelImage,
+    worker: machineWorker(config, opts.kernelImage),
     onStarted: (boot) => {
       if (opts.verbose) console.error(`vmmctl: ${config.vm.name}: ${boot}`);
     },

@@ -12,6 +12,7 @@ import { GuestRequest, VmHost } from "../../machine/host.ts";
 import { describeOutcome, exitStatus, type Outcome } from "../../machine/machine.ts";
 import { PtyConsole } from "../console/pty.ts";
 import { ownerText } from "../control/client.ts";
+import { machineWorker } from "../../solo5/select.ts";
 import {
   type ControlReply,
   type ControlRequest,
@@ -200,6 +201,7 @@ class ManagedVm {
         config: this.#config,
         serial: { serial: "none" },
         kernelImage,
+        worker: machineWorker(this.#config, kernelImage),
         onStarted: (boot) => {
           this.#verbose(`booted: ${boot}`);
           resolveStart({ ok: true });
