@@ -144,14 +144,24 @@ for (const accel of ACCELS) {
     ignore,
     async fn() {
       const before = BigInt(Date.now()) * 1_000_000n;
-      const r = await run(config(guest("probe"), "time", accel));
-      assert.equal(r.status, 0, r.output);
-      const f = Object.fromEntries(
-        [...r.output.matchAll(/(\w+)=(\d+)/g)].map((m) => [m[1], BigInt(m[2])]),
-      );
+      const timeRun = async () => {
+        const r = await run(config(guest("probe"), "time", accel));
+        assert.equal(r.status, 0, r.output);
+        return Object.fromEntries(
+          [...r.output.matchAll(/(\w+)=(\d+)/g)].map((m) => [m[1], BigInt(m[2])]),
+        );
+      };
+      const f = await timeRun();
       assert.ok(f.wall_ns >= before && f.wall_ns < before + 30_000_000_000n, `wall ${f.wall_ns}`);
       assert.equal(f.poll0_ret, 0n);
-      assert.ok(f.poll0_ns < 20_000_000n, `poll(0) took ${f.poll0_ns} ns`);
+      // A loaded host can deschedule the vCPU thread during one poll(0); a poll(0) that waits
+      // waits every time: the fastest of three runs must be quick.
+      let poll0 = f.poll0_ns;
+      for (let i = 0; i < 2 && poll0 >= 20_000_000n; i++) {
+        const again = (await timeRun()).poll0_ns;
+        if (again < poll0) poll0 = again;
+      }
+      assert.ok(poll0 < 20_000_000n, `poll(0) took ${poll0} ns`);
       assert.equal(f.poll30_ret, 0n);
       assert.ok(
         f.poll30_ns >= 30_000_000n && f.poll30_ns < 2_000_000_000n,
