@@ -153,16 +153,17 @@ export function runOurs(accel: Accel, g: ExitGuest, n: number): ExitRun {
   }
 }
 
-const RUN = abi.kvm_run;
-const RUN_EXIT_REASON = RUN.offsetOf("exit_reason");
-const RUN_IO_DIRECTION = RUN.offsetOf("io.direction");
-const RUN_IO_SIZE = RUN.offsetOf("io.size");
-const RUN_IO_PORT = RUN.offsetOf("io.port");
-const RUN_IO_COUNT = RUN.offsetOf("io.count");
-const RUN_IO_DATA_OFFSET = RUN.offsetOf("io.data_offset");
-const RUN_MMIO_PHYS_ADDR = RUN.offsetOf("mmio.phys_addr");
-const RUN_MMIO_IS_WRITE = RUN.offsetOf("mmio.is_write");
-const RUN_MMIO_DATA = RUN.offsetOf("mmio.data");
+const {
+  exitReason: RUN_EXIT_REASON,
+  ioDirection: RUN_IO_DIRECTION,
+  ioSize: RUN_IO_SIZE,
+  ioPort: RUN_IO_PORT,
+  ioCount: RUN_IO_COUNT,
+  ioDataOffset: RUN_IO_DATA_OFFSET,
+  mmioPhysAddr: RUN_MMIO_PHYS_ADDR,
+  mmioIsWrite: RUN_MMIO_IS_WRITE,
+  mmioData: RUN_MMIO_DATA,
+} = abi.KVM_RUN_AT;
 
 let rawIoctl: { symbols: { ioctl: (fd: number, req: bigint, arg: bigint) => number } } | undefined;
 

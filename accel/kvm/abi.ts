@@ -539,6 +539,35 @@ export const kvm_run: StructLayout = liftAnonymous(
   "",
 );
 
+/**
+ * Where the fields a VMM touches on every exit sit in the kvm_run page: the
+ * one offset table for the back-end, the vmm(4)-on-KVM emulation and the
+ * benches (computed once from {@link kvm_run}, so reads are plain DataView
+ * accesses at constant offsets).
+ */
+export const KVM_RUN_AT = Object.freeze({
+  requestInterruptWindow: kvm_run.offsetOf("request_interrupt_window"),
+  immediateExit: kvm_run.offsetOf("immediate_exit"),
+  exitReason: kvm_run.offsetOf("exit_reason"),
+  readyForInterruptInjection: kvm_run.offsetOf("ready_for_interrupt_injection"),
+  ifFlag: kvm_run.offsetOf("if_flag"),
+  ioDirection: kvm_run.offsetOf("io.direction"),
+  ioSize: kvm_run.offsetOf("io.size"),
+  ioPort: kvm_run.offsetOf("io.port"),
+  ioCount: kvm_run.offsetOf("io.count"),
+  ioDataOffset: kvm_run.offsetOf("io.data_offset"),
+  mmioPhysAddr: kvm_run.offsetOf("mmio.phys_addr"),
+  mmioData: kvm_run.offsetOf("mmio.data"),
+  mmioLen: kvm_run.offsetOf("mmio.len"),
+  mmioIsWrite: kvm_run.offsetOf("mmio.is_write"),
+  internalSuberror: kvm_run.offsetOf("internal.suberror"),
+  failEntryReason: kvm_run.offsetOf("fail_entry.hardware_entry_failure_reason"),
+  systemEventType: kvm_run.offsetOf("system_event.type"),
+  validRegs: kvm_run.offsetOf("kvm_valid_regs"),
+  syncRegs: kvm_run.offsetOf("s.regs.regs"),
+  syncSregs: kvm_run.offsetOf("s.regs.sregs"),
+});
+
 // ---------------------------------------------------------------------------
 // ioctl requests
 

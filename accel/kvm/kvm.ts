@@ -8,7 +8,7 @@
  * @module
  */
 
-import type { Libc } from "../../ffi/libc.ts";
+import type { Libc, Mapping } from "../../ffi/libc.ts";
 import { SyscallError } from "../../ffi/errno.ts";
 import { gpaFromHalves, GuestMemory, type MemoryRegion } from "../../core/guest_memory.ts";
 import type {
@@ -31,25 +31,26 @@ import * as abi from "./abi.ts";
 const KVM_TSS_ADDR = 0xfffb_d000;
 const KVM_IDENTITY_MAP_ADDR = 0xfffb_c000;
 
-// kvm_run offsets used on the hot path, computed once from the layout table.
-const RUN = abi.kvm_run;
-const RUN_REQUEST_INTERRUPT_WINDOW = RUN.offsetOf("request_interrupt_window");
-const RUN_IMMEDIATE_EXIT = RUN.offsetOf("immediate_exit");
-const RUN_EXIT_REASON = RUN.offsetOf("exit_reason");
-const RUN_READY_FOR_INJECTION = RUN.offsetOf("ready_for_interrupt_injection");
-const RUN_IF_FLAG = RUN.offsetOf("if_flag");
-const RUN_IO_DIRECTION = RUN.offsetOf("io.direction");
-const RUN_IO_SIZE = RUN.offsetOf("io.size");
-const RUN_IO_PORT = RUN.offsetOf("io.port");
-const RUN_IO_COUNT = RUN.offsetOf("io.count");
-const RUN_IO_DATA_OFFSET = RUN.offsetOf("io.data_offset");
-const RUN_MMIO_PHYS_ADDR = RUN.offsetOf("mmio.phys_addr");
-const RUN_MMIO_DATA = RUN.offsetOf("mmio.data");
-const RUN_MMIO_LEN = RUN.offsetOf("mmio.len");
-const RUN_MMIO_IS_WRITE = RUN.offsetOf("mmio.is_write");
-const RUN_INTERNAL_SUBERROR = RUN.offsetOf("internal.suberror");
-const RUN_FAIL_ENTRY_REASON = RUN.offsetOf("fail_entry.hardware_entry_failure_reason");
-const RUN_SYSTEM_EVENT_TYPE = RUN.offsetOf("system_event.type");
+// kvm_run offsets used on the hot path (module constants: the cheapest loads).
+const {
+  requestInterruptWindow: RUN_REQUEST_INTERRUPT_WINDOW,
+  immediateExit: RUN_IMMEDIATE_EXIT,
+  exitReason: RUN_EXIT_REASON,
+  readyForInterruptInjection: RUN_READY_FOR_INJECTION,
+  ifFlag: RUN_IF_FLAG,
+  ioDirection: RUN_IO_DIRECTION,
+  ioSize: RUN_IO_SIZE,
+  ioPort: RUN_IO_PORT,
+  ioCount: RUN_IO_COUNT,
+  ioDataOffset: RUN_IO_DATA_OFFSET,
+  mmioPhysAddr: RUN_MMIO_PHYS_ADDR,
+  mmioData: RUN_MMIO_DATA,
+  mmioLen: RUN_MMIO_LEN,
+  mmioIsWrite: RUN_MMIO_IS_WRITE,
+  internalSuberror: RUN_INTERNAL_SUBERROR,
+  failEntryReason: RUN_FAIL_ENTRY_REASON,
+  systemEventType: RUN_SYSTEM_EVENT_TYPE,
+} = abi.KVM_RUN_AT;
 
 const KVM_SYSTEM_EVENT_SHUTDOWN = 1;
 const KVM_SYSTEM_EVENT_RESET = 2;
@@ -60,7 +61,78 @@ const CPUID_1_ECX_X2APIC = 1 << 21;
 const CPUID_1_ECX_TSC_DEADLINE = 1 << 24;
 const CPUID_1_ECX_HYPERVISOR = 1 << 31;
 
-/** Opens /dev/kvm with errors that say what to do. */
+/**
+ * Leaf 1 (and 0x40000000 when `signature` is given) of a KVM_GET_SUPPORTED_CPUID
+ * buffer as a guest should see them: the hypervisor bit set and, when the
+ * interrupt controller is not KVM's (`hideApic`), no LAPIC, x2APIC or
+ * TSC-deadline timer. Returns a copy.
+ */
+export function guestCpuid(
+  supported: Uint8Array,
+  options: { hideApic: boolean; signature?: string },
+): Uint8Array {
+  const buf = supported.slice();
+  const view = new DataView(buf.buffer);
+  const nent = view.getUint32(0, true);
+  const E = abi.kvm_cpuid_entry2;
+  const sig = options.signature === undefined
+    ? undefined
+    : new DataView(new TextEncoder().encode(options.signature.padEnd(12, "\0")).buffer);
+  for (let i = 0; i < nent; i++) {
+    const at = abi.kvm_cpuid2.size + i * E.size;
+    const entry = E.decode(view, at);
+    if (entry.function === 1) {
+      let ecx = (entry.ecx as number) | CPUID_1_ECX_HYPERVISOR;
+      let edx = entry.edx as number;
+      if (options.hideApic) {
+        edx &= ~CPUID_1_EDX_APIC;
+        ecx &= ~(CPUID_1_ECX_X2APIC | CPUID_1_ECX_TSC_DEADLINE);
+      }
+      E.encode(view, { ecx: ecx >>> 0, edx: edx >>> 0 }, at);
+    } else if (entry.function === 0x40000000 && sig) {
+      E.encode(view, {
+        ebx: sig.getUint32(0, true),
+        ecx: sig.getUint32(4, true),
+        edx: sig.getUint32(8, true),
+      }, at);
+    }
+  }
+  return buf;
+}
+
+/**
+ * Creates vCPU `id` of `vm`: KVM_CREATE_VCPU, its kvm_run mapping, and
+ * `cpuid` (see {@link guestCpuid}) with the initial APIC id set to `id`. The
+ * one vCPU set-up for the back-end and the vmm(4) emulation.
+ */
+export function openVcpu(vm: KvmVm, id: number, cpuid: Uint8Array): { fd: number; run: Mapping } {
+  const libc = vm.accel.libc;
+  const fd = libc.ioctl(vm.fd, abi.KVM_CREATE_VCPU, id);
+  let run: Mapping | undefined;
+  try {
+    const c = libc.consts;
+    run = libc.mmap(vm.accel.vcpuMmapSize(), c.PROT_READ | c.PROT_WRITE, c.MAP_SHARED, fd, 0);
+    const buf = cpuid.slice();
+    const view = new DataView(buf.buffer);
+    const E = abi.kvm_cpuid_entry2;
+    const ebxAt = E.offsetOf("ebx");
+    for (let i = 0; i < view.getUint32(0, true); i++) {
+      const at = abi.kvm_cpuid2.size + i * E.size;
+      if (view.getUint32(at, true) !== 1) continue;
+      // Initial APIC id = vCPU id (bits 31-24 of EBX).
+      const ebx = (view.getUint32(at + ebxAt, true) & 0x00ffffff) | (id << 24);
+      view.setUint32(at + ebxAt, ebx >>> 0, true);
+    }
+    libc.ioctl(fd, abi.KVM_SET_CPUID2, buf);
+    return { fd, run };
+  } catch (e) {
+    if (run) libc.munmap(run);
+    libc.close(fd);
+    throw e;
+  }
+}
+
+/** Opens /dev/kvm with errors that say what to do (the SyscallError is the cause). */
 function openKvm(libc: Libc, path: string): number {
   try {
     return libc.open(path, libc.consts.O_RDWR | libc.consts.O_CLOEXEC);
@@ -70,11 +142,13 @@ function openKvm(libc: Libc, path: string): number {
         throw new Error(
           `${path} does not exist: KVM is not available on this host ` +
             `(enable virtualization in the firmware and load kvm_intel or kvm_amd)`,
+          { cause: e },
         );
       }
       if (e.code === "EACCES" || e.code === "EPERM") {
         throw new Error(
           `No permission to open ${path}: run as root or add your user to the "kvm" group`,
+          { cause: e },
         );
       }
     }
@@ -88,6 +162,7 @@ export class KvmAccel implements Accel {
   readonly libc: Libc;
   readonly fd: number;
   #cpuid?: Uint8Array;
+  #runSize = 0;
   #closed = false;
 
   constructor(libc: Libc, devicePath = "/dev/kvm") {
@@ -123,6 +198,11 @@ export class KvmAccel implements Accel {
     throw new Error("KVM_GET_SUPPORTED_CPUID: more than 4096 entries");
   }
 
+  /** KVM_GET_VCPU_MMAP_SIZE: the size of a vCPU's kvm_run mapping (cached). */
+  vcpuMmapSize(): number {
+    return this.#runSize ||= this.libc.ioctl(this.fd, abi.KVM_GET_VCPU_MMAP_SIZE, 0);
+  }
+
   createVm(options: VmOptions): KvmVm {
     return new KvmVm(this, options);
   }
@@ -139,7 +219,11 @@ export class KvmAccel implements Accel {
   }
 }
 
-/** A KVM VM: its fd, memory slots and (optionally) in-kernel irqchip. */
+/**
+ * A KVM VM: its fd, memory slots (anonymous mappings, one per `options.ram`
+ * range, slot = index) and (optionally) in-kernel irqchip. The one KVM VM
+ * set-up, also under the vmm(4) emulation.
+ */
 export class KvmVm implements Vm {
   readonly accel: KvmAccel;
   readonly fd: number;
@@ -190,7 +274,9 @@ export class KvmVm implements Vm {
       );
     } catch (e) {
       if (e instanceof SyscallError && e.code === "ENOMEM") {
-        throw new Error(`Cannot allocate ${size} bytes of guest RAM: not enough host memory`);
+        throw new Error(`Cannot allocate ${size} bytes of guest RAM: not enough host memory`, {
+          cause: e,
+        });
       }
       throw e;
     }
@@ -231,11 +317,13 @@ export class KvmVm implements Vm {
     );
   }
 
-  close(): void {
+  /** Closes the VM fd and unmaps guest RAM, unless `keepMemory` (its owner unmaps it later). */
+  close(keepMemory = false): void {
     if (this.#closed) return;
     this.#closed = true;
     const libc = this.accel.libc;
     if (this.fd >= 0) libc.close(this.fd);
+    if (keepMemory) return;
     for (const r of this.#regions) {
       libc.munmap({ address: r.hostAddress!, bytes: r.bytes });
     }
@@ -288,7 +376,7 @@ export class KvmVcpu extends VcpuBase implements Vcpu {
   readonly #libc: Libc;
   readonly #run: Uint8Array;
   readonly #runView: DataView;
-  readonly #runMapping;
+  readonly #runMapping: Mapping;
   #regs?: Registers;
   #regsDirty = false;
   #sregs?: SpecialRegisters;
@@ -301,42 +389,18 @@ export class KvmVcpu extends VcpuBase implements Vcpu {
     this.vm = vm;
     const libc = vm.accel.libc;
     this.#libc = libc;
-    this.fd = libc.ioctl(vm.fd, abi.KVM_CREATE_VCPU, id);
-    const size = libc.ioctl(vm.accel.fd, abi.KVM_GET_VCPU_MMAP_SIZE, 0);
-    const c = libc.consts;
-    this.#runMapping = libc.mmap(size, c.PROT_READ | c.PROT_WRITE, c.MAP_SHARED, this.fd, 0);
-    this.#run = this.#runMapping.bytes;
+    const cpuid = guestCpuid(vm.accel.supportedCpuid(), {
+      hideApic: vm.options.irqchip === "user",
+    });
+    const { fd, run } = openVcpu(vm, id, cpuid);
+    this.fd = fd;
+    this.#runMapping = run;
+    this.#run = run.bytes;
     this.#runView = new DataView(this.#run.buffer, this.#run.byteOffset, this.#run.length);
-    this.#setCpuid(vm.options.irqchip === "user");
     this.setSpecialRegisters(state.sregs);
     this.setRegisters(state.regs);
     this.#flush();
     this.configured();
-  }
-
-  #setCpuid(hideApic: boolean): void {
-    const supported = this.vm.accel.supportedCpuid();
-    const buf = supported.slice();
-    const view = new DataView(buf.buffer);
-    const nent = view.getUint32(0, true);
-    const E = abi.kvm_cpuid_entry2;
-    for (let i = 0; i < nent; i++) {
-      const at = abi.kvm_cpuid2.size + i * E.size;
-      const entry = E.decode(view, at);
-      if (entry.function === 1) {
-        let ecx = entry.ecx as number;
-        let edx = entry.edx as number;
-        ecx |= CPUID_1_ECX_HYPERVISOR;
-        if (hideApic) {
-          edx &= ~CPUID_1_EDX_APIC;
-          ecx &= ~(CPUID_1_ECX_X2APIC | CPUID_1_ECX_TSC_DEADLINE);
-        }
-        // Initial APIC id = vCPU id (bits 31-24 of EBX).
-        const ebx = ((entry.ebx as number) & 0x00ffffff) | (this.id << 24);
-        E.encode(view, { ecx: ecx >>> 0, edx: edx >>> 0, ebx: ebx >>> 0 }, at);
-      }
-    }
-    this.#libc.ioctl(this.fd, abi.KVM_SET_CPUID2, buf);
   }
 
   getRegisters(): Registers {

@@ -50,6 +50,7 @@ import { errnoNumber, IoctlError, SyscallError } from "../../ffi/errno.ts";
 import type { IoctlArg, IoctlRequest, Libc, LibcConstants, Mapping } from "../../ffi/libc.ts";
 import type { StructLayout } from "../../ffi/struct.ts";
 import * as kvm from "../../accel/kvm/abi.ts";
+import { guestCpuid, KvmAccel, KvmVm, openVcpu } from "../../accel/kvm/kvm.ts";
 import * as abi from "../../accel/openbsd/abi.ts";
 import {
   GPR_FIELDS,
@@ -129,32 +130,30 @@ export interface VmmOnKvmOptions {
 /** fds at and above this are the emulation's; the kernel never hands out such numbers here. */
 const FAKE_FD_BASE = 0x3ff00000;
 
-const KVM_TSS_ADDR = 0xfffbd000;
-const KVM_IDENTITY_MAP_ADDR = 0xfffbc000;
-
 /** vir_vcpu_state values (vmm.h). */
 const VCPU_STATE_STOPPED = 0;
 const VCPU_STATE_RUNNING = 1;
 
-// kvm_run offsets.
-const RUN = kvm.kvm_run;
-const RUN_REQUEST_WINDOW = RUN.offsetOf("request_interrupt_window");
-const RUN_IMMEDIATE_EXIT = RUN.offsetOf("immediate_exit");
-const RUN_EXIT_REASON = RUN.offsetOf("exit_reason");
-const RUN_READY = RUN.offsetOf("ready_for_interrupt_injection");
-const RUN_IF_FLAG = RUN.offsetOf("if_flag");
-const RUN_IO_DIRECTION = RUN.offsetOf("io.direction");
-const RUN_IO_SIZE = RUN.offsetOf("io.size");
-const RUN_IO_PORT = RUN.offsetOf("io.port");
-const RUN_MMIO_PHYS_ADDR = RUN.offsetOf("mmio.phys_addr");
-const RUN_MMIO_DATA = RUN.offsetOf("mmio.data");
-const RUN_MMIO_LEN = RUN.offsetOf("mmio.len");
-const RUN_MMIO_IS_WRITE = RUN.offsetOf("mmio.is_write");
-const RUN_IO_COUNT = RUN.offsetOf("io.count");
-const RUN_IO_DATA_OFFSET = RUN.offsetOf("io.data_offset");
-const RUN_VALID_REGS = RUN.offsetOf("kvm_valid_regs");
-const RUN_SYNC_REGS = RUN.offsetOf("s.regs.regs");
-const RUN_SYNC_SREGS = RUN.offsetOf("s.regs.sregs");
+// kvm_run offsets (the KVM back-end's table).
+const {
+  requestInterruptWindow: RUN_REQUEST_WINDOW,
+  immediateExit: RUN_IMMEDIATE_EXIT,
+  exitReason: RUN_EXIT_REASON,
+  readyForInterruptInjection: RUN_READY,
+  ifFlag: RUN_IF_FLAG,
+  ioDirection: RUN_IO_DIRECTION,
+  ioSize: RUN_IO_SIZE,
+  ioPort: RUN_IO_PORT,
+  mmioPhysAddr: RUN_MMIO_PHYS_ADDR,
+  mmioData: RUN_MMIO_DATA,
+  mmioLen: RUN_MMIO_LEN,
+  mmioIsWrite: RUN_MMIO_IS_WRITE,
+  ioCount: RUN_IO_COUNT,
+  ioDataOffset: RUN_IO_DATA_OFFSET,
+  validRegs: RUN_VALID_REGS,
+  syncRegs: RUN_SYNC_REGS,
+  syncSregs: RUN_SYNC_SREGS,
+} = kvm.KVM_RUN_AT;
 const SYNC_MASK = kvm.KVM_SYNC_X86_REGS | kvm.KVM_SYNC_X86_SREGS;
 const TR_LINEAR = kvm.kvm_translation.offsetOf("linear_address");
 const TR_PHYSICAL = kvm.kvm_translation.offsetOf("physical_address");
@@ -211,11 +210,6 @@ const MSR_INDEX: readonly [number, number][] = [
   [abi.VCPU_REGS_KGSBASE, 0xc0000102],
   [abi.VCPU_REGS_MISC_ENABLE, 0x1a0],
 ];
-
-const CPUID_1_EDX_APIC = 1 << 9;
-const CPUID_1_ECX_X2APIC = 1 << 21;
-const CPUID_1_ECX_TSC_DEADLINE = 1 << 24;
-const CPUID_1_ECX_HYPERVISOR = 1 << 31;
 
 const RFLAGS_IF = 1n << 9n;
 const RFLAGS_DF = 1n << 10n;
@@ -290,6 +284,13 @@ function decodeKvmSregs(v: DataView): KvmSregs {
 // deno-lint-ignore no-explicit-any
 type KvmSregs = Record<string, any>;
 
+/** The SyscallError behind `e` (itself or its cause), if any. */
+function syscallErrorOf(e: unknown): SyscallError | undefined {
+  if (e instanceof SyscallError) return e;
+  if (e instanceof Error && e.cause instanceof SyscallError) return e.cause;
+  return undefined;
+}
+
 /** An errno answer from the emulated kernel. */
 class VmmErrno extends Error {
   constructor(readonly code: string, detail = "") {
@@ -345,6 +346,8 @@ interface EmuVcpu {
 
 interface EmuVm {
   id: number;
+  /** The KVM VM underneath (until teardown), and its fd. */
+  kvm?: KvmVm;
   fd: number;
   name: string;
   ranges: EmuRange[];
@@ -372,9 +375,9 @@ export class VmmOnKvmLibc implements Libc {
   readonly #vms = new Map<number, EmuVm>();
   #vmIdx = 0;
   #vcpuCount = 0;
-  #kvmFd = -1;
+  /** The KVM back-end underneath: /dev/kvm, VM and vCPU set-up are its own. */
+  #kvm?: KvmAccel;
   #cpuid?: Uint8Array;
-  #runSize = 0;
   /** KVM fills kvm_run.s.regs on every exit (KVM_CAP_SYNC_REGS): no GET_REGS/GET_SREGS. */
   #syncRegs = false;
   /** Memory of terminated VMs: kept mapped (as vmm(4) does) until {@link releaseMemory}. */
@@ -397,13 +400,14 @@ export class VmmOnKvmLibc implements Libc {
 
   open(path: string, flags: number, mode?: number): number {
     if (path !== this.devicePath) return this.real.open(path, flags, mode);
-    if (this.#kvmFd < 0) {
+    if (!this.#kvm) {
       try {
-        this.#kvmFd = this.real.open(this.kvmPath, this.consts.O_RDWR | this.consts.O_CLOEXEC);
+        this.#kvm = new KvmAccel(this.real, this.kvmPath);
       } catch (e) {
-        if (e instanceof SyscallError) {
+        const sys = syscallErrorOf(e);
+        if (sys) {
           // No KVM: answer as a host without vmm(4) would (ENXIO), or pass EACCES on.
-          const code = e.code === "EACCES" || e.code === "EPERM" ? e.code : "ENXIO";
+          const code = sys.code === "EACCES" || sys.code === "EPERM" ? sys.code : "ENXIO";
           throw new SyscallError(`open "${path}"`, this.#errno(code), this.os);
         }
         throw e;
@@ -493,8 +497,9 @@ export class VmmOnKvmLibc implements Libc {
   shutdown(): void {
     for (const vm of [...this.#vms.values()]) this.#destroy(vm);
     this.releaseMemory();
-    if (this.#kvmFd >= 0) this.real.close(this.#kvmFd);
-    this.#kvmFd = -1;
+    this.#kvm?.close();
+    this.#kvm = undefined;
+    this.#cpuid = undefined;
   }
 
   // ---- dispatch ----
@@ -619,41 +624,12 @@ export class VmmOnKvmLibc implements Libc {
     return this.real.ioctl(fd, request, arg);
   }
 
-  #supportedCpuid(): Uint8Array {
-    if (this.#cpuid) return this.#cpuid;
-    const E = kvm.kvm_cpuid_entry2;
-    for (let nent = 64; nent <= 4096; nent *= 2) {
-      const buf = new Uint8Array(kvm.kvm_cpuid2.size + nent * E.size);
-      kvm.kvm_cpuid2.encode(view(buf), { nent });
-      if (this.real.ioctlTry(this.#kvmFd, kvm.KVM_GET_SUPPORTED_CPUID, buf, ["E2BIG"]) >= 0) {
-        // What vmm(4) shows: no LAPIC (era A), a hypervisor bit, its own signature.
-        const v = view(buf);
-        const n = v.getUint32(0, true);
-        const sig = new TextEncoder().encode(abi.VMM_HV_SIGNATURE);
-        const sv = view(sig);
-        for (let i = 0; i < n; i++) {
-          const at = kvm.kvm_cpuid2.size + i * E.size;
-          const e = E.decode(v, at);
-          if (e.function === 1) {
-            E.encode(v, {
-              ecx: ((e.ecx | CPUID_1_ECX_HYPERVISOR) &
-                ~(CPUID_1_ECX_X2APIC | CPUID_1_ECX_TSC_DEADLINE)) >>>
-                0,
-              edx: (e.edx & ~CPUID_1_EDX_APIC) >>> 0,
-            }, at);
-          } else if (e.function === 0x40000000) {
-            E.encode(v, {
-              ebx: sv.getUint32(0, true),
-              ecx: sv.getUint32(4, true),
-              edx: sv.getUint32(8, true),
-            }, at);
-          }
-        }
-        this.#cpuid = buf;
-        return buf;
-      }
-    }
-    throw new Error("KVM_GET_SUPPORTED_CPUID: more than 4096 entries");
+  /** The CPUID vmm(4) shows: no LAPIC (era A), a hypervisor bit, its own signature. */
+  #guestCpuid(): Uint8Array {
+    return this.#cpuid ??= guestCpuid(this.#kvm!.supportedCpuid(), {
+      hideApic: true,
+      signature: abi.VMM_HV_SIGNATURE,
+    });
   }
 
   #create(params: Uint8Array): number {
@@ -690,7 +666,6 @@ export class VmmOnKvmLibc implements Libc {
     const nul = nameBytes.indexOf(0);
     const name = new TextDecoder().decode(nul >= 0 ? nameBytes.subarray(0, nul) : nameBytes);
 
-    const c = this.consts;
     const vm: EmuVm = {
       id: 0,
       fd: -1,
@@ -700,48 +675,24 @@ export class VmmOnKvmLibc implements Libc {
       creatorPid: this.real.getpid(),
     };
     try {
-      vm.fd = this.#kvmIoctl(this.#kvmFd, kvm.KVM_CREATE_VM, 0);
-      this.#kvmIoctl(vm.fd, kvm.KVM_SET_TSS_ADDR, KVM_TSS_ADDR);
-      const idmap = new Uint8Array(8);
-      view(idmap).setBigUint64(0, BigInt(KVM_IDENTITY_MAP_ADDR), true);
-      this.#kvmIoctl(vm.fd, kvm.KVM_SET_IDENTITY_MAP_ADDR, idmap);
-      let slot = 0;
-      for (const r of ranges) {
-        if (r.type === abi.VM_MEM_MMIO) continue;
-        try {
-          r.mapping = this.real.mmap(
-            r.size,
-            c.PROT_READ | c.PROT_WRITE,
-            c.MAP_PRIVATE | c.MAP_ANONYMOUS | c.MAP_NORESERVE,
-            -1,
-            0,
-          );
-        } catch (e) {
-          if (e instanceof SyscallError && e.code === "ENOMEM") throw new VmmErrno("ENOMEM");
-          throw e;
-        }
+      const kvmAccel = this.#kvm!;
+      // KVM backs every range but the MMIO ones, one memory slot each, in order.
+      const backed = ranges.filter((r) => r.type !== abi.VM_MEM_MMIO);
+      vm.kvm = new KvmVm(kvmAccel, { name, ram: backed, vcpus: ncpus, irqchip: "user" });
+      vm.fd = vm.kvm.fd;
+      backed.forEach((r, i) => {
+        const region = vm.kvm!.memory.regions[i];
+        r.mapping = { address: region.hostAddress!, bytes: region.bytes };
         r.va = r.mapping.address;
-        this.#kvmIoctl(
-          vm.fd,
-          kvm.KVM_SET_USER_MEMORY_REGION,
-          kvm.kvm_userspace_memory_region.bytes({
-            slot: slot++,
-            flags: 0,
-            guest_phys_addr: BigInt(r.gpa),
-            memory_size: BigInt(r.size),
-            userspace_addr: r.va,
-          }),
-        );
-      }
-      this.#runSize ||= this.#kvmIoctl(this.#kvmFd, kvm.KVM_GET_VCPU_MMAP_SIZE, 0);
-      const sync = this.real.ioctl(this.#kvmFd, kvm.KVM_CHECK_EXTENSION, kvm.KVM_CAP_SYNC_REGS);
+      });
+      const sync = kvmAccel.hasCapability(kvm.KVM_CAP_SYNC_REGS);
       this.#syncRegs = (sync & SYNC_MASK) === SYNC_MASK;
       for (let i = 0; i < ncpus; i++) vm.vcpus.push(this.#createVcpu(vm, i));
     } catch (e) {
       this.#teardown(vm);
       this.releaseMemory();
       if (e instanceof VmmErrno) throw e;
-      if (e instanceof SyscallError && e.code === "ENOMEM") throw new VmmErrno("ENOMEM");
+      if (syscallErrorOf(e)?.code === "ENOMEM") throw new VmmErrno("ENOMEM");
       throw e;
     }
     vm.id = ++this.#vmIdx;
@@ -763,16 +714,8 @@ export class VmmOnKvmLibc implements Libc {
   }
 
   #createVcpu(vm: EmuVm, id: number): EmuVcpu {
-    const fd = this.#kvmIoctl(vm.fd, kvm.KVM_CREATE_VCPU, id);
-    const c = this.consts;
-    let run: Mapping;
-    try {
-      run = this.real.mmap(this.#runSize, c.PROT_READ | c.PROT_WRITE, c.MAP_SHARED, fd, 0);
-    } catch (e) {
-      this.real.close(fd);
-      throw e;
-    }
-    const vcpu: EmuVcpu = {
+    const { fd, run } = openVcpu(vm.kvm!, id, this.#guestCpuid());
+    return {
       id,
       fd,
       run,
@@ -786,21 +729,6 @@ export class VmmOnKvmLibc implements Libc {
       pvclockGpa: 0n,
       pvclockVersion: 0,
     };
-    vm.vcpus.push(vcpu); // so a failure below still tears it down
-    const cpuid = this.#supportedCpuid().slice();
-    const E = kvm.kvm_cpuid_entry2;
-    const cv = view(cpuid);
-    for (let i = 0; i < cv.getUint32(0, true); i++) {
-      const at = kvm.kvm_cpuid2.size + i * E.size;
-      if (cv.getUint32(at, true) === 1) {
-        // Initial APIC id = vCPU id (EBX bits 31-24).
-        const ebxAt = at + E.offsetOf("ebx");
-        cv.setUint32(ebxAt, ((cv.getUint32(ebxAt, true) & 0x00ffffff) | (id << 24)) >>> 0, true);
-      }
-    }
-    this.#kvmIoctl(fd, kvm.KVM_SET_CPUID2, cpuid);
-    vm.vcpus.pop();
-    return vcpu;
   }
 
   #teardown(vm: EmuVm): void {
@@ -812,7 +740,9 @@ export class VmmOnKvmLibc implements Libc {
       }
     }
     vm.vcpus = [];
-    if (vm.fd >= 0) this.real.close(vm.fd);
+    // Guest RAM stays mapped: it is retired below.
+    vm.kvm?.close(true);
+    vm.kvm = undefined;
     vm.fd = -1;
     // vmm(4) maps guest RAM into the process immutably: it stays until we are told otherwise.
     for (const r of vm.ranges) if (r.mapping) this.#retired.push(r.mapping);
