@@ -31,6 +31,8 @@ export interface ParseConfigOptions {
   source?: string;
   /** Check that referenced files exist and are readable (and writable for disks). Default true. */
   checkFiles?: boolean;
+  /** Check that the owner's user and group exist on this host. Default false. */
+  checkUsers?: boolean;
 }
 
 /** The result of parsing: `config` is set exactly when `errors` is empty. */
@@ -69,6 +71,7 @@ export function parseConfig(text: string, options: ParseConfigOptions): ParseCon
   }
   const validator = new Validator(findKeyLines(text), resolve(options.baseDir), {
     checkFiles: options.checkFiles ?? true,
+    checkUsers: options.checkUsers,
   });
   const config = validator.validate(root);
   const errors = validator.sortedErrors();
@@ -83,7 +86,10 @@ export function parseConfig(text: string, options: ParseConfigOptions): ParseCon
  *
  * @param path the config file, absolute or relative to the current directory
  */
-export function loadConfigFile(path: string): ParseConfigResult {
+export function loadConfigFile(
+  path: string,
+  options: Pick<ParseConfigOptions, "checkUsers"> = {},
+): ParseConfigResult {
   const absolute = resolve(path);
   const fail = (message: string): ParseConfigResult => ({
     errors: [{ path: "(file)", message: `file ${JSON.stringify(absolute)} ${message}` }],
@@ -101,5 +107,5 @@ export function loadConfigFile(path: string): ParseConfigResult {
   } catch {
     return fail("is not valid UTF-8");
   }
-  return parseConfig(text, { baseDir: dirname(absolute), source: absolute });
+  return parseConfig(text, { baseDir: dirname(absolute), source: absolute, ...options });
 }

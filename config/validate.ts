@@ -38,6 +38,7 @@ import {
 } from "./schema.ts";
 import { formatSize, parseSize, SizeError } from "./size.ts";
 import { suggestName } from "./suggest.ts";
+import { idForName } from "./users.ts";
 
 /** One problem found in a config. */
 export interface ConfigError {
@@ -99,10 +100,17 @@ export class Validator {
   /** Device names seen so far (disks and interfaces share one namespace), with their owner. */
   #deviceNames = new Map<string, string>();
 
-  constructor(lines: Map<string, number>, baseDir: string, options: { checkFiles: boolean }) {
+  #checkUsers: boolean;
+
+  constructor(
+    lines: Map<string, number>,
+    baseDir: string,
+    options: { checkFiles: boolean; checkUsers?: boolean },
+  ) {
     this.#lines = lines;
     this.#baseDir = baseDir;
     this.#checkFiles = options.checkFiles;
+    this.#checkUsers = options.checkUsers ?? false;
   }
 
   sortedErrors(): ConfigError[] {
@@ -307,6 +315,7 @@ export class Validator {
       const parts = owner.split(":");
       if (parts.length <= 2 && parts.every((p) => OWNER_NAME.test(p))) {
         vm.owner = parts.length === 1 ? { user: parts[0] } : { user: parts[0], group: parts[1] };
+        if (this.#checkUsers) this.#checkOwner(vm.owner);
       } else {
         this.#error(
           ["vm", "owner"],
@@ -316,6 +325,16 @@ export class Validator {
       }
     }
     return vm;
+  }
+
+  /** vmd refuses an owner it cannot find ("unknown user"): so do we, when asked to check. */
+  #checkOwner(owner: { user: string; group?: string }): void {
+    if (idForName("/etc/passwd", owner.user) === undefined) {
+      this.#error(["vm", "owner"], `unknown user ${JSON.stringify(owner.user)}`);
+    }
+    if (owner.group !== undefined && idForName("/etc/group", owner.group) === undefined) {
+      this.#error(["vm", "owner"], `unknown group ${JSON.stringify(owner.group)}`);
+    }
   }
 
   #checkVmName(name: string): void {

@@ -14,97 +14,9 @@ import { SERIAL_RING_BYTES, SerialOutputRing } from "../machine/serial_sink.ts";
 import { importVmConf } from "../config/vmconf/convert.ts";
 import { parseConfig } from "../config/parse.ts";
 import { kvmAvailable, NO_KVM_MESSAGE } from "./boot.ts";
+import { MAIN, NOBODY_UID, setUp, sleep, stateOf, vmmctl } from "./vmctl_helpers.ts";
 
-const MAIN = new URL("../main.ts", import.meta.url).pathname;
 const KVM = kvmAvailable();
-const NOBODY_UID = 65534;
-
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** A temporary run directory (0755 so the `nobody` client can reach it) and config folder. */
-async function setUp(): Promise<{ rundir: string; dir: string; cleanup: () => Promise<void> }> {
-  const dir = await Deno.makeTempDir({ prefix: "vmmctl-vmctl-" });
-  await Deno.chmod(dir, 0o755);
-  const rundir = join(dir, "run");
-  return {
-    rundir,
-    dir,
-    cleanup: async () => {
-      // Never leave a VM behind, even when an assertion failed half-way.
-      await vmmctl(rundir, ["stop", "-f", "-w", "-a"]).catch(() => {});
-      await Deno.remove(dir, { recursive: true });
-    },
-  };
-}
-
-/** Runs `vmmctl ARGS` with `rundir` as its run directory. */
-async function vmmctl(rundir: string, args: string[], asUser?: number): Promise<Run> {
-  const base = ["run", "--allow-all", "--quiet", MAIN, ...args];
-  const env: Record<string, string> = { VMMCTL_RUNDIR: rundir, NO_COLOR: "1" };
-  let cmd: Deno.Command;
-  if (asUser === undefined) {
-    cmd = new Deno.Command(Deno.execPath(), { args: base, env, stdin: "null" });
-  } else {
-    const denoDir = await nobodyDenoDir();
-    const nobodyBase = ["run", "--allow-all", "--quiet", join(denoDir, "src", "main.ts"), ...args];
-    cmd = new Deno.Command("setpriv", {
-      args: [
-        `--reuid=${asUser}`,
-        `--regid=${asUser}`,
-        "--clear-groups",
-        "env",
-        `DENO_DIR=${denoDir}`,
-        `HOME=${denoDir}`,
-        join(denoDir, "deno"),
-        ...nobodyBase.slice(0, 1),
-        "--cached-only",
-        ...nobodyBase.slice(1),
-      ],
-      env,
-      stdin: "null",
-      cwd: "/",
-    });
-  }
-  const out = await cmd.output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
-}
-
-let nobodyDir: string | undefined;
-/**
- * A DENO_DIR `nobody` may use: copies of our npm cache, the deno binary and
- * the sources (root's cache, an npx-installed deno and a checkout under
- * /root are not readable by other users).
- */
-async function nobodyDenoDir(): Promise<string> {
-  if (nobodyDir) return nobodyDir;
-  const dir = await Deno.makeTempDir({ prefix: "vmmctl-nobody-deno-" });
-  const info = new TextDecoder().decode(
-    (await new Deno.Command(Deno.execPath(), { args: ["info", "--json"] }).output()).stdout,
-  );
-  const npmCache = (JSON.parse(info) as { npmCache: string }).npmCache;
-  await new Deno.Command("cp", { args: ["-r", npmCache, join(dir, "npm")] }).output();
-  await Deno.copyFile(Deno.execPath(), join(dir, "deno"));
-  const root = new URL("..", import.meta.url).pathname;
-  await Deno.mkdir(join(dir, "src"));
-  await new Deno.Command("sh", {
-    args: [
-      "-c",
-      `tar -C "$1" --exclude=.git -cf - . | tar -C "$2" -xf -`,
-      "sh",
-      root,
-      join(dir, "src"),
-    ],
-  }).output();
-  await new Deno.Command("chmod", { args: ["-R", "a+rwX", dir] }).output();
-  nobodyDir = dir;
-  globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
-  return dir;
-}
 
 async function writeConfig(
   dir: string,
@@ -129,10 +41,6 @@ async function writeConfig(
   return path;
 }
 
-function stateOf(rundir: string, id: number): { pid: number; tty: string } {
-  return JSON.parse(Deno.readTextFileSync(join(rundir, `${id}.json`)));
-}
-
 function readLog(rundir: string, name: string): string {
   return Deno.readTextFileSync(join(rundir, `${name}.log`));
 }
@@ -152,8 +60,6 @@ async function links(): Promise<string[]> {
     l.split(": ")[1].split("@")[0]
   );
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Reads a child's stdout until `pattern` shows up (or fails after `ms`). */
 async function readUntil(
@@ -416,7 +322,7 @@ Deno.test("vmctl: load remembers definitions, status lists them stopped, start N
     await writeConfig(defs, "web");
     const load = await vmmctl(rundir, ["load", defs]);
     assert.equal(load.code, 0, load.stderr);
-    assert.match(load.stdout, /1 VM definitions/);
+    assert.match(load.stderr, /1 VM definitions/);
     const st = await vmmctl(rundir, ["status", "--json"]);
     const rows = JSON.parse(st.stdout);
     assert.deepEqual(rows.map((r: { name: string; state: string }) => [r.name, r.state]), [
@@ -426,7 +332,7 @@ Deno.test("vmctl: load remembers definitions, status lists them stopped, start N
     assert.match(table.stdout, /^ {4}- {5}- {5}1 {3}16\.0M {7}- {7}- {12}- {2}stopped web$/m);
     await writeConfig(defs, "db");
     const reload = await vmmctl(rundir, ["reload"]);
-    assert.match(reload.stdout, /2 VM definitions/);
+    assert.match(reload.stderr, /2 VM definitions/);
     const unknown = await vmmctl(rundir, ["start", "nosuch"]);
     assert.match(unknown.stderr, /^vmmctl: no VM named "nosuch"/);
     if (KVM) {

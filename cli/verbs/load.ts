@@ -1,15 +1,22 @@
 /**
  * `vmmctl load FILE|DIR` and `vmmctl reload`: VM definitions, like vmd's
- * loaded vm.conf. `load` validates the configs (a directory's `*.toml`, or one
- * file) and remembers the path in the run directory; `reload` re-reads every
- * remembered path. `start NAME` and `status` use the definitions.
+ * loaded vm.conf. `load` reads a vm.conf(5) file, a TOML file or a directory
+ * of `*.toml` and remembers the path in the run directory; `reload` re-reads
+ * every remembered path, or /etc/vm.conf when nothing was loaded. `start
+ * NAME` and `status` use the definitions; a definition with errors is kept
+ * and shown with them.
  *
  * @module
  */
 
-import { basename, join, resolve } from "node:path";
-import { formatConfigError, loadConfigFile } from "../../config/parse.ts";
-import type { VmConfig } from "../../config/schema.ts";
+import { resolve } from "node:path";
+import {
+  DEFAULT_VMCONF_PATH,
+  definitionFiles,
+  definitionMessages,
+  type DefinitionSet,
+  readDefinitions,
+} from "../../config/definitions.ts";
 import { type Command, EXIT_FAILURE, UsageError } from "../command.ts";
 import { ManagedError, reportErrors } from "../errors.ts";
 import {
@@ -21,120 +28,102 @@ import {
 } from "../control/rundir.ts";
 
 /** The remembered definition paths (`defs.json`). */
-export interface Definitions {
-  /** Absolute paths of directories (their `*.toml`) and single config files. */
+export interface RememberedPaths {
+  /** Absolute paths of vm.conf files, TOML files and directories of `*.toml`. */
   paths: string[];
 }
 
-/** What the remembered definitions hold now. */
-export interface LoadedDefinitions {
-  configs: VmConfig[];
-  /** Files that failed validation, with the name the file suggests and the errors. */
-  invalid: { path: string; name: string; errors: string[] }[];
-}
-
 /** The remembered paths; none when nothing was loaded. */
-export function readDefinitions(rundir: string): Definitions {
+export function rememberedPaths(rundir: string): RememberedPaths {
   try {
-    const d = JSON.parse(Deno.readTextFileSync(defsPath(rundir))) as Definitions;
+    const d = JSON.parse(Deno.readTextFileSync(defsPath(rundir))) as RememberedPaths;
     return { paths: Array.isArray(d.paths) ? d.paths.filter((p) => typeof p === "string") : [] };
   } catch {
     return { paths: [] };
   }
 }
 
-function configFiles(path: string): string[] {
-  let st: Deno.FileInfo;
+function remember(rundir: string, paths: string[]): void {
+  ensureRunDir(rundir);
+  Deno.writeTextFileSync(defsPath(rundir), JSON.stringify({ paths }, null, 2) + "\n");
+}
+
+/** The definitions of every remembered path (paths gone since are skipped quietly). */
+export function loadDefinitions(rundir: string): DefinitionSet {
+  const paths = rememberedPaths(rundir).paths.filter((p) => {
+    try {
+      Deno.statSync(p);
+      return true;
+    } catch {
+      return false;
+    }
+  });
+  return readDefinitions(paths);
+}
+
+/** Prints a set's errors and warnings and a summary on stderr; 1 when anything is wrong. */
+export function reportDefinitions(set: DefinitionSet, what: string): number {
+  const { errors, warnings } = definitionMessages(set);
+  for (const e of errors) console.error(e);
+  for (const w of warnings) console.error(`vmmctl: warning: ${w}`);
+  const bad = set.definitions.filter((d) => d.errors.length > 0).length;
+  console.error(
+    `vmmctl: ${what}: ${set.definitions.length} VM definitions` +
+      (bad ? `, ${bad} with errors` : ""),
+  );
+  return errors.length ? EXIT_FAILURE : 0;
+}
+
+function mustExist(path: string): void {
   try {
-    st = Deno.statSync(path);
+    definitionFiles(path);
   } catch (e) {
     throw new ManagedError(`cannot read "${path}": ${errorText(e)}`);
   }
-  if (!st.isDirectory) return [path];
-  return [...Deno.readDirSync(path)]
-    .filter((e) => e.isFile && e.name.endsWith(".toml"))
-    .map((e) => join(path, e.name))
-    .sort();
-}
-
-/** Reads and validates every config under `paths` (missing paths are skipped). */
-export function readConfigs(paths: readonly string[]): LoadedDefinitions {
-  const out: LoadedDefinitions = { configs: [], invalid: [] };
-  for (const p of paths) {
-    let files: string[];
-    try {
-      files = configFiles(p);
-    } catch {
-      continue;
-    }
-    for (const f of files) {
-      const { config, errors } = loadConfigFile(f);
-      if (config) out.configs.push(config);
-      else {
-        out.invalid.push({
-          path: f,
-          name: basename(f, ".toml"),
-          errors: errors.map((e) => `${f}: ${formatConfigError(e)}`),
-        });
-      }
-    }
-  }
-  return out;
-}
-
-/** The configs of every remembered definition path. */
-export function loadDefinitions(rundir: string): LoadedDefinitions {
-  return readConfigs(readDefinitions(rundir).paths);
-}
-
-function report(loaded: LoadedDefinitions, what: string): number {
-  for (const bad of loaded.invalid) for (const e of bad.errors) console.error(e);
-  const names = loaded.configs.map((c) => c.vm.name);
-  const dup = names.find((n, i) => names.indexOf(n) !== i);
-  if (dup !== undefined) console.error(`vmmctl: VM name "${dup}" is defined more than once`);
-  console.log(
-    `vmmctl: ${what}: ${loaded.configs.length} VM definitions` +
-      (loaded.invalid.length ? `, ${loaded.invalid.length} invalid` : ""),
-  );
-  return loaded.invalid.length || dup !== undefined ? EXIT_FAILURE : 0;
 }
 
 export const loadCommand: Command = {
   name: "load",
-  summary: "load VM definitions from a config file or a directory of *.toml",
+  summary: "load VM definitions from a vm.conf file, a TOML file or a directory of *.toml",
   args: "FILE|DIR",
-  description:
-    "The path is remembered: `start NAME` finds the VM, `status` lists it, `reload` re-reads it.",
+  description: [
+    "The path is remembered: `start NAME` finds the VM, `status` lists it, `reload`",
+    "re-reads it. A file not ending in .toml is read as vm.conf(5).",
+  ].join("\n"),
   flags: { rundir: RUNDIR_FLAG },
   run(positionals, flags) {
     if (positionals.length !== 1) throw new UsageError("load needs one FILE or DIR");
     const rundir = resolveRunDir(flags.rundir as string | undefined);
     return reportErrors(() => {
       const path = resolve(positionals[0]);
-      configFiles(path); // must exist now
-      const loaded = readConfigs([path]);
-      ensureRunDir(rundir);
-      const defs = readDefinitions(rundir);
-      if (!defs.paths.includes(path)) defs.paths.push(path);
-      Deno.writeTextFileSync(defsPath(rundir), JSON.stringify(defs, null, 2) + "\n");
-      return Promise.resolve(report(loaded, `loaded ${path}`));
+      mustExist(path);
+      const set = readDefinitions([path]);
+      const paths = rememberedPaths(rundir).paths;
+      if (!paths.includes(path)) paths.push(path);
+      remember(rundir, paths);
+      return Promise.resolve(reportDefinitions(set, `loaded ${path}`));
     });
   },
 };
 
 export const reloadCommand: Command = {
   name: "reload",
-  summary: "re-read the VM definitions that load remembered",
+  summary: `re-read the loaded VM definitions (${DEFAULT_VMCONF_PATH} when nothing was loaded)`,
   args: "",
   flags: { rundir: RUNDIR_FLAG },
   run(positionals, flags) {
     if (positionals.length !== 0) throw new UsageError("reload takes no arguments");
     const rundir = resolveRunDir(flags.rundir as string | undefined);
-    const defs = readDefinitions(rundir);
-    if (defs.paths.length === 0) {
-      console.error("vmmctl: nothing loaded yet: run `vmmctl load FILE|DIR` first");
-      return Promise.resolve(EXIT_FAILURE);
-    }
-    return Promise.resolve(report(readConfigs(defs.paths), `reloaded ${defs.paths.join(", ")}`));
+    return reportErrors(() => {
+      let paths = rememberedPaths(rundir).paths;
+      if (paths.length === 0) {
+        mustExist(DEFAULT_VMCONF_PATH);
+        paths = [DEFAULT_VMCONF_PATH];
+        remember(rundir, paths);
+      }
+      return Promise.resolve(
+        reportDefinitions(readDefinitions(paths), `reloaded ${paths.join(", ")}`),
+      );
+    });
   },
 };

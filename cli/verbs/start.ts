@@ -7,7 +7,8 @@
  */
 
 import { dirname, join, resolve } from "node:path";
-import { formatConfigError, loadConfigFile, parseConfig } from "../../config/parse.ts";
+import { type Definition, readDefinitions } from "../../config/definitions.ts";
+import { formatConfigError, parseConfig } from "../../config/parse.ts";
 import { normalizedToml } from "../../config/normalize.ts";
 import type { VmConfig } from "../../config/schema.ts";
 import { parseSize, SizeError } from "../../config/size.ts";
@@ -28,35 +29,40 @@ export function looksLikeFile(target: string): boolean {
   }
 }
 
+/** A definition's config, or its errors as the thrown message. */
+function usable(d: Definition): VmConfig {
+  if (d.config) return d.config;
+  throw new ManagedError(d.errors.join("\n"));
+}
+
 /**
- * The config of VM `target`: a FILE, or a NAME looked up as NAME.toml in the
- * definitions `load` remembered (a directory's NAME.toml, or a loaded file
- * whose vm.name is NAME), then in the current directory.
+ * The config of VM `target`: a FILE (TOML, or a vm.conf defining one VM), or
+ * a NAME looked up in the definitions `load` remembered, then as NAME.toml in
+ * the current directory.
  */
 export function findConfig(rundir: string, target: string): VmConfig {
-  const fromFile = (path: string): VmConfig => {
-    const { config, errors } = loadConfigFile(path);
-    if (!config) {
-      throw new ManagedError(errors.map((e) => `${path}: ${formatConfigError(e)}`).join("\n"));
+  if (looksLikeFile(target)) {
+    const set = readDefinitions([target]);
+    if (set.errors.length) throw new ManagedError(set.errors.join("\n"));
+    if (set.definitions.length !== 1) {
+      throw new ManagedError(
+        `${target} defines ${set.definitions.length} VMs: \`vmmctl load ${target}\`, ` +
+          "then start one by name",
+      );
     }
-    return config;
-  };
-  if (looksLikeFile(target)) return fromFile(target);
-  const defs = loadDefinitions(rundir);
-  const defined = defs.configs.find((c) => c.vm.name === target);
-  if (defined) return defined;
-  const bad = defs.invalid.find((i) => i.name === target);
-  if (bad) return fromFile(bad.path);
+    return usable(set.definitions[0]);
+  }
+  const defined = loadDefinitions(rundir).definitions.find((d) => d.name === target);
+  if (defined) return usable(defined);
   const local = join(Deno.cwd(), `${target}.toml`);
   try {
     Deno.statSync(local);
-    return fromFile(local);
-  } catch (e) {
-    if (e instanceof ManagedError) throw e;
+  } catch {
+    throw new ManagedError(
+      `no VM named "${target}" (no ${target}.toml in the loaded definitions or the current directory)`,
+    );
   }
-  throw new ManagedError(
-    `no VM named "${target}" (no ${target}.toml in the loaded definitions or the current directory)`,
-  );
+  return usable(readDefinitions([local]).definitions[0]);
 }
 
 /**

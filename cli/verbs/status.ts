@@ -35,8 +35,10 @@ export interface StatusRow {
   /** The console pty's path, or null. */
   tty: string | null;
   owner: string;
-  state: "running" | "paused" | "stopping" | "stopped" | "died" | "starting";
+  state: "running" | "paused" | "stopping" | "stopped" | "died" | "starting" | "invalid";
   name: string;
+  /** For an invalid definition: what is wrong with it. */
+  errors?: string[];
   exitStatus?: number | null;
   outcome?: string;
 }
@@ -80,8 +82,8 @@ export function formatStatusTable(rows: readonly StatusRow[]): string {
       [
         String(r.id ?? "-").padStart(5),
         String(r.pid ?? "-").padStart(5),
-        String(r.vcpus).padStart(5),
-        formatScaled(r.maxmemBytes).padStart(7),
+        String(r.state === "invalid" ? "-" : r.vcpus).padStart(5),
+        (r.state === "invalid" ? "-" : formatScaled(r.maxmemBytes)).padStart(7),
         (r.curmemBytes === null ? "-" : formatScaled(r.curmemBytes)).padStart(7),
         tty.padStart(7),
         r.owner.padStart(12),
@@ -121,20 +123,22 @@ export async function collectStatus(
     });
   }
   const live = new Set(states.map((s) => s.name));
-  const defined = loadDefinitions(rundir).configs
-    .filter((c) => !live.has(c.vm.name))
-    .sort((a, b) => a.vm.name.localeCompare(b.vm.name));
-  for (const c of defined) {
+  const defined = loadDefinitions(rundir).definitions
+    .filter((d) => !live.has(d.name))
+    .sort((a, b) => a.name.localeCompare(b.name));
+  for (const d of defined) {
+    const c = d.config;
     rows.push({
       id: null,
       pid: null,
-      vcpus: c.vm.vcpus,
-      maxmemBytes: c.vm.memoryBytes,
+      vcpus: c?.vm.vcpus ?? 0,
+      maxmemBytes: c?.vm.memoryBytes ?? 0,
       curmemBytes: null,
       tty: null,
-      owner: c.vm.owner ? ownerText({ owner: c.vm.owner } as VmState) : "-",
-      state: "stopped",
-      name: c.vm.name,
+      owner: c?.vm.owner ? ownerText({ owner: c.vm.owner } as VmState) : "-",
+      state: c ? "stopped" : "invalid",
+      name: d.name,
+      ...(c ? {} : { errors: d.errors }),
     });
   }
   return { rows, dead };
@@ -159,7 +163,10 @@ function statusRun(positionals: string[], flags: Record<string, unknown>): Promi
     }
     if (flags["running-only"]) shown = shown.filter((r) => r.pid !== null);
     if (flags.json) console.log(JSON.stringify(shown, null, 2));
-    else console.log(formatStatusTable(shown));
+    else {
+      console.log(formatStatusTable(shown));
+      for (const r of shown) for (const e of r.errors ?? []) console.error(`vmmctl: ${e}`);
+    }
     // A died VM is reported once, then its record goes.
     for (const s of dead) {
       if (!shown.some((r) => r.id === s.id)) continue;

@@ -24,14 +24,13 @@ import {
   claimId,
   ensureRunDir,
   errorText,
-  idForName,
   logPath,
-  nameForId,
   removeVmFiles,
   socketPath,
   type VmState,
   writeState,
 } from "../control/rundir.ts";
+import { idForName, nameForId } from "../../config/users.ts";
 import { VmLog } from "./log.ts";
 import {
   type ReadyLine,

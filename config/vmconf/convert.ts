@@ -19,7 +19,13 @@ import { parseConfig } from "../parse.ts";
 import { normalizedToml } from "../normalize.ts";
 import type { VmConfig } from "../schema.ts";
 import { Lexer } from "./lexer.ts";
-import { type SwitchDef, VmConfParser, type VmDef } from "./parser.ts";
+import {
+  type InstancePermissions,
+  type SwitchDef,
+  type VmConfGlobals,
+  VmConfParser,
+  type VmDef,
+} from "./parser.ts";
 
 /** vm.conf's default guest memory. */
 export const VMCONF_DEFAULT_MEMORY_BYTES = 512 * 1024 * 1024;
@@ -46,16 +52,55 @@ export interface VmConfImport {
   errors: string[];
 }
 
-/** Options for {@link importVmConf}. */
+/** Options for {@link importVmConf} and {@link readVmConf}. */
 export interface ImportOptions {
   /** The file's path (for messages and relative paths). */
   path: string;
   /** Reads an included file (default: Deno.readTextFileSync). */
   readFile?: (path: string) => string;
+  /** Check the files a VM uses (kernel, disks) on this host. Default false. */
+  checkFiles?: boolean;
+  /** Check that owners exist on this host. Default false. */
+  checkUsers?: boolean;
 }
 
-/** Parses vm.conf `text` and converts every `vm` block. */
-export function importVmConf(text: string, options: ImportOptions): VmConfImport {
+/** One `vm` block read natively: its config when valid, else its errors; never dropped. */
+export interface VmConfDefinition {
+  name: string;
+  file: string;
+  line: number;
+  /** `enable` (the default) or `disable`: whether vmd would start it at boot. */
+  enabled: boolean;
+  /** Set exactly when `errors` is empty. */
+  config?: VmConfig;
+  errors: string[];
+  warnings: string[];
+  /** `vm PARENT instance NAME`: the parent. */
+  instanceOf?: string;
+  /** `allow instance`: what instances of this VM may change. */
+  allowInstance?: InstancePermissions;
+}
+
+/** A whole vm.conf read natively: every VM, the switches and the global settings. */
+export interface VmConfRead {
+  vms: VmConfDefinition[];
+  switches: SwitchDef[];
+  globals: VmConfGlobals;
+  /** Errors outside any vm block (syntax, includes, switches). */
+  errors: string[];
+  /** Warnings outside any vm block. */
+  warnings: string[];
+}
+
+/** The conversion of every block, with the flat lists of import and the per-VM records. */
+interface Converted {
+  parser: VmConfParser;
+  flatErrors: string[];
+  flatWarnings: string[];
+  vms: (VmConfDefinition & { toml?: string })[];
+}
+
+function convertAll(text: string, options: ImportOptions, mode: "import" | "native"): Converted {
   const read = options.readFile ?? ((p: string) => Deno.readTextFileSync(p));
   const lexer = new Lexer(text, options.path, read);
   const parser = new VmConfParser(lexer);
@@ -65,53 +110,113 @@ export function importVmConf(text: string, options: ImportOptions): VmConfImport
       parser.warnings.push(`${options.path}: macro "${name}" not used`);
     }
   }
-  const result: VmConfImport = { vms: [], warnings: parser.warnings, errors: parser.errors };
+  const flatErrors = parser.errors;
+  const flatWarnings = parser.warnings;
+  const records = new Map<VmDef, VmConfDefinition & { toml?: string }>();
+  for (const vm of parser.vms) {
+    records.set(vm, {
+      name: vm.name,
+      file: vm.file,
+      line: vm.line,
+      enabled: vm.enabled,
+      errors: [...vm.errors],
+      warnings: [],
+      instanceOf: vm.instanceOf,
+      allowInstance: vm.allowInstance,
+    });
+  }
+  const fail = (vm: VmDef, message: string) => {
+    flatErrors.push(message);
+    records.get(vm)!.errors.push(message);
+  };
   const byName = new Map<string, VmDef>();
   for (const vm of parser.vms) {
     if (parser.broken.has(vm)) continue;
     if (byName.has(vm.name)) {
-      result.errors.push(`${vm.file}:${vm.line}: vm "${vm.name}" defined more than once`);
+      fail(vm, `${vm.file}:${vm.line}: vm "${vm.name}" defined more than once`);
       continue;
     }
     byName.set(vm.name, vm);
   }
   const switches = new Map(parser.switches.map((s) => [s.name, s]));
   for (const vm of byName.values()) {
-    const def = vm.instanceOf ? mergeInstance(vm, byName, result) : vm;
-    if (!def) continue;
+    const record = records.get(vm)!;
+    let def: VmDef = vm;
+    if (vm.instanceOf) {
+      const parent = byName.get(vm.instanceOf);
+      if (!parent) {
+        fail(
+          vm,
+          `${vm.file}:${vm.line}: vm "${vm.name}" is an instance of "${vm.instanceOf}", ` +
+            "which is not defined",
+        );
+        continue;
+      }
+      if (mode === "import") {
+        flatWarnings.push(
+          `${vm.file}:${vm.line}: vm "${vm.name}": instance of "${parent.name}" converted as a ` +
+            "copy of its settings with the instance's own on top (vmmctl has no instances)",
+        );
+      }
+      def = mergeInstance(vm, parent);
+    }
     const notes: string[] = [];
-    const converted = convert(def, vm, switches, notes);
-    const check = parseConfig(converted.toml, { baseDir: dirname(vm.file), checkFiles: false });
+    const converted = convert(def, vm, switches, notes, mode);
+    const check = parseConfig(normalizedToml(converted.config), {
+      baseDir: dirname(vm.file),
+      checkFiles: options.checkFiles ?? false,
+      checkUsers: options.checkUsers ?? false,
+    });
     if (!check.config) {
       for (const e of check.errors) {
-        result.errors.push(`${vm.file}:${vm.line}: vm "${vm.name}": ${e.path}: ${e.message}`);
+        fail(vm, `${vm.file}:${vm.line}: vm "${vm.name}": ${e.path}: ${e.message}`);
       }
       continue;
     }
-    result.warnings.push(...notes);
-    result.vms.push({ name: vm.name, file: vm.file, line: vm.line, ...converted });
+    flatWarnings.push(...notes);
+    record.warnings.push(...notes);
+    record.config = { ...check.config, source: vm.file };
+    record.toml = converted.toml;
   }
-  return result;
+  return { parser, flatErrors, flatWarnings, vms: [...records.values()] };
+}
+
+/** Parses vm.conf `text` and converts every `vm` block (`vmmctl import`). */
+export function importVmConf(text: string, options: ImportOptions): VmConfImport {
+  const c = convertAll(text, options, "import");
+  return {
+    vms: c.vms.filter((v) => v.config && v.toml).map((v) => ({
+      name: v.name,
+      file: v.file,
+      line: v.line,
+      config: v.config!,
+      toml: v.toml!,
+    })),
+    warnings: c.flatWarnings,
+    errors: c.flatErrors,
+  };
+}
+
+/**
+ * Reads vm.conf `text` as vmmctl's own config: every VM with its config or
+ * its errors (a broken definition is kept, with what is wrong), the switches
+ * and the global settings.
+ */
+export function readVmConf(text: string, options: ImportOptions): VmConfRead {
+  const c = convertAll(text, options, "native");
+  const inVm = new Set(c.vms.flatMap((v) => v.errors));
+  const vmWarnings = new Set(c.vms.flatMap((v) => v.warnings));
+  return {
+    vms: c.vms.map(({ toml: _toml, ...v }) => v),
+    switches: c.parser.switches,
+    globals: c.parser.globals,
+    errors: c.flatErrors.filter((e) => !inVm.has(e)),
+    warnings: c.flatWarnings.filter((w) => !vmWarnings.has(w) && !c.parser.importOnly.has(w)),
+  };
 }
 
 /** An instance: the parent's settings, overridden by the instance's own. */
-function mergeInstance(
-  vm: VmDef,
-  byName: Map<string, VmDef>,
-  result: VmConfImport,
-): VmDef | undefined {
-  const parent = byName.get(vm.instanceOf!);
-  if (!parent) {
-    result.errors.push(
-      `${vm.file}:${vm.line}: vm "${vm.name}" is an instance of "${vm.instanceOf}", ` +
-        "which is not defined",
-    );
-    return undefined;
-  }
-  result.warnings.push(
-    `${vm.file}:${vm.line}: vm "${vm.name}": instance of "${parent.name}" converted as a copy ` +
-      "of its settings with the instance's own on top (vmmctl has no instances)",
-  );
+function mergeInstance(vm: VmDef, parent: VmDef): VmDef {
   return {
     ...parent,
     ...Object.fromEntries(Object.entries(vm).filter(([, v]) => v !== undefined)),
@@ -127,6 +232,7 @@ function convert(
   at: VmDef,
   switches: Map<string, SwitchDef>,
   warnings: string[],
+  mode: "import" | "native",
 ): { config: VmConfig; toml: string } {
   const where = (line: number) => `${at.file}:${line}: vm "${at.name}"`;
   const notes: string[] = [];
@@ -155,10 +261,13 @@ function convert(
       `cdrom "${def.cdrom.path}": not converted: vmmctl has no CD-ROM device yet`,
     );
   }
-  if (def.allowInstance !== undefined) {
-    note(def.allowInstance, "allow instance: not converted: vmmctl has no instances");
+  if (def.allowInstance !== undefined && mode === "import") {
+    note(def.allowInstance.line, "allow instance: not converted: vmmctl has no instances");
   }
-  if (def.enabled) {
+  if (def.sev !== undefined) {
+    note(def.sev, "sev: not converted: vmmctl runs no AMD SEV-encrypted guests");
+  }
+  if (def.enabled && mode === "import") {
     note(
       def.line,
       "enabled (vmd starts it at boot): vmmctl does not start VMs by itself; " +

@@ -38,6 +38,7 @@ const KEYWORDS = new Set([
   "parallel",
   "prefix",
   "rdomain",
+  "sev",
   "socket",
   "staggered",
   "start",
@@ -74,16 +75,51 @@ export interface VmDef {
   interfaces: IfaceDef[];
   nifs?: number;
   owner?: { user: string; group?: string; line: number };
-  allowInstance?: number;
+  /** `allow instance`: its line and what instances may change. */
+  allowInstance?: { line: number } & InstancePermissions;
   instanceOf?: string;
+  /** `sev` (AMD SEV): its line. */
+  sev?: number;
+  /** The errors inside this block (the block is broken when there are any). */
+  errors: string[];
+}
+
+/** What `allow instance` lets an instance's creator change (vm.conf(5) VM INSTANCES). */
+export interface InstancePermissions {
+  boot: boolean;
+  cdrom: boolean;
+  disk: boolean;
+  instance: boolean;
+  interface: boolean;
+  memory: boolean;
+  /** `owner user[:group]` entries allowed to create instances. */
+  owners: { user?: string; group?: string }[];
+}
+
+/** The global settings of a vm.conf file. */
+export interface VmConfGlobals {
+  /** `socket owner user:group`. */
+  socketOwner?: { user?: string; group?: string; line: number };
+  /** `staggered start parallel N delay S`. */
+  staggered?: { parallel: number; delaySeconds: number; line: number };
+  /** `local prefix A/N`. */
+  localPrefix?: string;
+  /** `local inet6 [prefix A/N]`: undefined prefix means a random fd00::/8 one. */
+  localInet6?: { prefix?: string };
 }
 
 /** One `switch` block. */
 export interface SwitchDef {
   name: string;
+  /** The host bridge (`interface bridge0`). */
   iface?: string;
   line: number;
   file: string;
+  enabled: boolean;
+  down: boolean;
+  group?: string;
+  locked: boolean;
+  rdomain?: number;
 }
 
 /** A place in the input. */
@@ -98,13 +134,27 @@ export class VmConfParser {
   readonly errors: string[] = [];
   /** Errors inside a vm block drop that VM: the names here. */
   readonly broken = new Set<VmDef>();
+  readonly globals: VmConfGlobals = {};
+  /**
+   * Warnings that only concern conversion to TOML (`vmmctl import`): settings
+   * the native reader keeps (socket owner, staggered start ...).
+   */
+  readonly importOnly = new Set<string>();
 
   constructor(lexer: Lexer) {
     this.lexer = lexer;
   }
 
-  warn(at: Where, message: string): void {
-    this.warnings.push(`${at.file}:${at.line}: ${message}`);
+  warn(at: Where, message: string, importOnly = false): void {
+    const text = `${at.file}:${at.line}: ${message}`;
+    this.warnings.push(text);
+    if (importOnly) this.importOnly.add(text);
+  }
+
+  /** `user`, `user:group` or `:group`. */
+  #owner(what: string): { user?: string; group?: string } {
+    const [user, group] = this.#string(what).text.split(":", 2);
+    return { user: user || undefined, group: group || undefined };
   }
 
   parse(): void {
@@ -212,23 +262,27 @@ export class VmConfParser {
     if (this.#isWord(t, "local")) return this.#localGlobal(t);
     if (this.#isWord(t, "socket")) {
       this.#expectWord("owner");
-      this.#string("an owner");
+      this.globals.socketOwner = { ...this.#owner("an owner"), line: t.line };
       this.#expectEol();
       this.warn(
         t,
         "socket owner: not converted: vmmctl has one control socket per VM; " +
           "give each VM an owner instead",
+        true,
       );
       return;
     }
     if (this.#isWord(t, "staggered")) {
       this.#expectWord("start");
       this.#expectWord("parallel");
-      this.#number("a count");
+      const parallel = this.#number("a count");
       this.#expectWord("delay");
-      this.#number("seconds");
+      const delaySeconds = this.#number("seconds");
       this.#expectEol();
-      this.warn(t, "staggered start: not converted: vmmctl does not start VMs at boot");
+      if (parallel < 1) throw new ParseError(t, `invalid parallelism: ${parallel}`);
+      if (delaySeconds < 0) throw new ParseError(t, `invalid delay: ${delaySeconds}`);
+      this.globals.staggered = { parallel, delaySeconds, line: t.line };
+      this.warn(t, "staggered start: not converted: vmmctl does not start VMs at boot", true);
       return;
     }
     if (this.#isWord(t, "agentx")) {
@@ -257,11 +311,12 @@ export class VmConfParser {
   #localGlobal(t: Tok): void {
     const next = this.lexer.next();
     if (this.#isWord(next, "prefix")) {
-      this.#string("an address/prefix");
+      this.globals.localPrefix = this.#string("an address/prefix").text;
     } else if (this.#isWord(next, "inet6")) {
+      this.globals.localInet6 = {};
       if (this.#isWord(this.lexer.peek(), "prefix")) {
         this.lexer.next();
-        this.#string("an address/prefix");
+        this.globals.localInet6.prefix = this.#string("an address/prefix").text;
       }
     } else {
       throw new ParseError(next, `expected "prefix" or "inet6", got ${this.#describe(next)}`);
@@ -276,18 +331,36 @@ export class VmConfParser {
 
   #switch(t: Tok): void {
     const { text: name } = this.#string("a switch name");
-    const sw: SwitchDef = { name, line: t.line, file: t.file };
+    const sw: SwitchDef = {
+      name,
+      line: t.line,
+      file: t.file,
+      enabled: true,
+      down: false,
+      locked: false,
+    };
     const ok = this.#guardedBlock(() => {
       const o = this.lexer.next();
-      if (this.#isWord(o, "enable") || this.#isWord(o, "disable")) return;
-      if (this.#isWord(o, "up") || this.#isWord(o, "down")) return;
-      if (this.#isWord(o, "group")) return void this.#string("a group name");
-      if (this.#isWord(o, "interface")) {
+      const word = o.kind === "word" ? o.text : "";
+      if (word === "enable" || word === "disable") return void (sw.enabled = word === "enable");
+      if (word === "up" || word === "down") return void (sw.down = word === "down");
+      if (word === "group") return void (sw.group = this.#string("a group name").text);
+      if (word === "interface") {
         sw.iface = this.#string("an interface name").text;
         return;
       }
-      if (this.#isWord(o, "locked")) return void this.#expectWord("lladdr");
-      if (this.#isWord(o, "rdomain")) return void this.#number("a routing domain");
+      if (word === "locked") {
+        this.#expectWord("lladdr");
+        sw.locked = true;
+        return;
+      }
+      if (word === "rdomain") {
+        sw.rdomain = this.#number("a routing domain");
+        if (sw.rdomain < 0 || sw.rdomain > 255) {
+          throw new ParseError(o, `invalid rdomain: ${sw.rdomain}`);
+        }
+        return;
+      }
       throw new ParseError(o, `unknown switch option ${this.#describe(o)}`);
     });
     if (ok) this.switches.push(sw);
@@ -375,8 +448,11 @@ export class VmConfParser {
       disks: [],
       interfaces: [],
       instanceOf,
+      errors: [],
     };
+    const before = this.errors.length;
     if (!this.#guardedBlock(() => this.#vmOption(vm))) this.broken.add(vm);
+    vm.errors.push(...this.errors.slice(before));
     this.vms.push(vm);
   }
 
@@ -428,6 +504,12 @@ export class VmConfParser {
         once(vm.boot !== undefined, "kernel");
         vm.boot = { path: resolve(base, this.#string("a kernel path").text), line: o.line };
         return;
+      case "kernel":
+        // The name of `boot` before OpenBSD 6.3; old files (etc/examples/vm.conf) still have it.
+        once(vm.boot !== undefined, "kernel");
+        vm.boot = { path: resolve(base, this.#string("a kernel path").text), line: o.line };
+        this.warn(o, `vm "${vm.name}": "kernel" is the old name of "boot"`);
+        return;
       case "cdrom":
         once(vm.cdrom !== undefined, "cdrom");
         vm.cdrom = { path: resolve(base, this.#string("an ISO image path").text), line: o.line };
@@ -445,19 +527,16 @@ export class VmConfParser {
         return;
       }
       case "owner": {
-        const { text } = this.#string("an owner");
-        const [user, group] = text.split(":", 2);
-        vm.owner = {
-          user,
-          group: group === undefined || group === "" ? undefined : group,
-          line: o.line,
-        };
+        const { user, group } = this.#owner("an owner");
+        vm.owner = { user: user ?? "", group, line: o.line };
         return;
       }
       case "allow":
         this.#expectWord("instance");
-        this.#allowInstance();
-        vm.allowInstance = o.line;
+        vm.allowInstance = { line: o.line, ...this.#allowInstance() };
+        return;
+      case "sev":
+        vm.sev = o.line;
         return;
     }
     throw new ParseError(o, `unknown vm option ${this.#describe(o)}`);
@@ -490,16 +569,31 @@ export class VmConfParser {
     return Math.floor(bytes / mib) * mib;
   }
 
-  #allowInstance(): void {
+  #allowInstance(): InstancePermissions {
+    const perms: InstancePermissions = {
+      boot: false,
+      cdrom: false,
+      disk: false,
+      instance: false,
+      interface: false,
+      memory: false,
+      owners: [],
+    };
     const flag = () => {
       const f = this.lexer.next();
-      if (this.#isWord(f, "owner")) return void this.#string("an owner");
-      if (!["boot", "memory", "interface", "disk", "cdrom", "instance"].includes(f.text)) {
+      if (this.#isWord(f, "owner")) return void perms.owners.push(this.#owner("an owner"));
+      const key = f.text as Exclude<keyof InstancePermissions, "owners">;
+      if (
+        f.kind !== "word" ||
+        !["boot", "memory", "interface", "disk", "cdrom", "instance"].includes(key)
+      ) {
         throw new ParseError(f, `unknown instance permission ${this.#describe(f)}`);
       }
+      perms[key] = true;
     };
-    if (!this.#isSym(this.lexer.peek(), "{")) return flag();
-    this.#braced(flag, "comma", "after allow instance");
+    if (!this.#isSym(this.lexer.peek(), "{")) flag();
+    else this.#braced(flag, "comma", "after allow instance");
+    return perms;
   }
 
   #iface(o: Tok, local: boolean): IfaceDef {
