@@ -53,12 +53,27 @@ function logSize(rundir: string, name: string): number {
   return Deno.statSync(join(rundir, `${name}.log`)).size;
 }
 
-/** The host's network interface names. */
-async function links(): Promise<string[]> {
-  const out = await new Deno.Command("ip", { args: ["-o", "link", "show"] }).output();
-  return new TextDecoder().decode(out.stdout).split("\n").filter(Boolean).map((l) =>
-    l.split(": ")[1].split("@")[0]
-  );
+/** The tap devices process `pid` has open (Linux shows a tun fd's interface in its fdinfo). */
+function tapsOfProcess(pid: number): string[] {
+  const out: string[] = [];
+  for (const e of Deno.readDirSync(`/proc/${pid}/fdinfo`)) {
+    try {
+      const m = /^iff:\s+(\S+)$/m.exec(Deno.readTextFileSync(`/proc/${pid}/fdinfo/${e.name}`));
+      if (m) out.push(m[1]);
+    } catch {
+      // closed meanwhile
+    }
+  }
+  return out;
+}
+
+/** An interface's index, or undefined when there is none of that name. */
+function ifIndex(name: string): string | undefined {
+  try {
+    return Deno.readTextFileSync(`/sys/class/net/${name}/ifindex`).trim();
+  } catch {
+    return undefined;
+  }
 }
 
 /** Reads a child's stdout until `pattern` shows up (or fails after `ms`). */
@@ -203,12 +218,14 @@ Deno.test({
   async fn() {
     const { rundir, dir, cleanup } = await setUp();
     try {
-      const tapsBefore = await links();
       const withTap = await writeConfig(dir, "alpha", "", '[[interface]]\ntap = "auto"');
       const a = await vmmctl(rundir, ["start", withTap]);
       assert.equal(a.code, 0, a.stderr);
-      const taps = (await links()).filter((l) => !tapsBefore.includes(l) && l.startsWith("vmmctl"));
-      assert.equal(taps.length, 1, `new taps: ${taps}`);
+      // The VM process's own tap (other tests may create taps meanwhile), by name and index.
+      const taps = tapsOfProcess(stateOf(rundir, 1).pid);
+      assert.equal(taps.length, 1, `taps of the VM process: ${taps}`);
+      assert.ok(taps[0].startsWith("vmmctl"), taps[0]);
+      const tapIndex = ifIndex(taps[0]);
       const b = await vmmctl(rundir, ["start", await writeConfig(dir, "beta")]);
       assert.match(b.stdout, /started VM 2 /);
       const alpha = stateOf(rundir, 1);
@@ -220,7 +237,8 @@ Deno.test({
       assert.equal(stop.code, 0, stop.stderr);
       assert.ok(performance.now() - t0 < 5000);
       assertNothingLeft(rundir, 1, alpha.pid);
-      assert.ok(!(await links()).includes(taps[0]), `tap ${taps[0]} left behind`);
+      // Gone: absent, or the name reused by someone else's new interface.
+      assert.notEqual(ifIndex(taps[0]), tapIndex, `tap ${taps[0]} left behind`);
 
       // The lowest free id is reused.
       const c = await vmmctl(rundir, ["start", await writeConfig(dir, "gamma")]);
