@@ -19,7 +19,8 @@ export async function reportErrors(fn: () => Promise<number>): Promise<number> {
     return await fn();
   } catch (e) {
     if (e instanceof ManagedError) {
-      console.error(`vmmctl: ${e.message}`);
+      // One `vmmctl: ` per line, as err(3) prints each of vmctl's messages.
+      console.error(e.message.split("\n").map((l) => `vmmctl: ${l}`).join("\n"));
       return 1;
     }
     throw e;

@@ -119,3 +119,35 @@ export function formatSize(bytes: number): string {
   }
   return String(bytes);
 }
+
+const SCALED_UNITS = "BKMGTPE";
+
+/**
+ * A size as OpenBSD's scan_scaled(3) reads it, for vmctl's and vm.conf's
+ * sizes: digits with an optional fraction and an optional unit B, K, M, G, T,
+ * P or E (any case, binary multiples); no unit means bytes. Throws
+ * {@link SizeError} with scan_scaled's errno text ("Invalid argument",
+ * "Result too large").
+ */
+export function scanScaled(text: string): number {
+  const m = /^\s*([+-]?)(\d*)(?:\.(\d*))?([A-Za-z]?)$/.exec(text);
+  if (!m || (m[2] === "" && (m[3] ?? "") === "")) throw new SizeError("Invalid argument");
+  const unit = m[4].toUpperCase();
+  const power = unit === "" ? 0 : SCALED_UNITS.indexOf(unit);
+  if (power < 0) throw new SizeError("Invalid argument");
+  const scale = 1024n ** BigInt(power);
+  const whole = BigInt(m[2] || "0") * scale;
+  // The fraction counts in whole bytes of the unit, rounded down, as scan_scaled does.
+  const fraction = m[3] ? (BigInt(m[3]) * scale) / 10n ** BigInt(m[3].length) : 0n;
+  const bytes = whole + fraction;
+  if (bytes > BigInt(Number.MAX_SAFE_INTEGER)) throw new SizeError("Result too large");
+  return m[1] === "-" ? -Number(bytes) : Number(bytes);
+}
+
+/** Megabytes of a scan_scaled(3) size, as vmctl's sizes are counted, and whether it was rounded. */
+export function scaledMegabytes(text: string): { megabytes: number; rounded: boolean } {
+  const bytes = scanScaled(text);
+  if (bytes < 1024 * 1024) throw new SizeError("size must be at least one megabyte");
+  const megabytes = Math.floor(bytes / (1024 * 1024));
+  return { megabytes, rounded: megabytes * 1024 * 1024 !== bytes };
+}

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { formatSize, parseSize, SizeError } from "./size.ts";
+import { formatSize, parseSize, scaledMegabytes, scanScaled, SizeError } from "./size.ts";
 
 const K = 1024;
 const M = 1024 * K;
@@ -107,4 +107,25 @@ Deno.test("formatSize and parseSize round-trip", () => {
   const values = [0, 1, 1023, 1024, 1025, 4096, 65536, 3 * M, 256 * M + 4096, 5 * G, 7 * T];
   for (let bits = 0; bits < 53; bits += 3) values.push(2 ** bits, 2 ** bits + 1);
   for (const bytes of values) assert.equal(parseSize(formatSize(bytes)), bytes, String(bytes));
+});
+
+Deno.test("scanScaled: scan_scaled(3)'s units, fractions and errors", () => {
+  assert.equal(scanScaled("512"), 512);
+  assert.equal(scanScaled("1k"), 1024);
+  assert.equal(scanScaled("4.5G"), 4.5 * 1024 ** 3);
+  assert.equal(scanScaled("1.25M"), 1.25 * 1024 ** 2);
+  assert.equal(scanScaled(".5K"), 512);
+  assert.throws(() => scanScaled("2E"), /Result too large/);
+  for (const bad of ["", "M", "1Q", "1 M", "1MB", "0x10", "1..2"]) {
+    assert.throws(() => scanScaled(bad), /Invalid argument/, bad);
+  }
+});
+
+Deno.test("scaledMegabytes: at least one megabyte, rounded down to megabytes", () => {
+  assert.deepEqual(scaledMegabytes("1M"), { megabytes: 1, rounded: false });
+  assert.deepEqual(scaledMegabytes("1.5M"), { megabytes: 1, rounded: true });
+  assert.deepEqual(scaledMegabytes("4.5G"), { megabytes: 4608, rounded: false });
+  for (const small of ["1", "512K", "1048575"]) {
+    assert.throws(() => scaledMegabytes(small), /size must be at least one megabyte/, small);
+  }
 });

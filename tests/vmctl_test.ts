@@ -109,7 +109,7 @@ Deno.test({
       const cfg = await writeConfig(dir, "tick1");
       const up = await vmmctl(rundir, ["up", "-d", cfg]);
       assert.equal(up.code, 0, up.stderr);
-      assert.match(up.stdout, /^vmmctl: started VM 1 successfully, tty \/dev\/pts\/\d+\n$/);
+      assert.match(up.stderr, /^vmmctl: started vm 1 successfully, tty \/dev\/pts\/\d+\n$/);
       const { pid, tty } = stateOf(rundir, 1);
       const sock = Deno.statSync(join(rundir, "1.sock"));
       assert.equal(sock.mode! & 0o777, 0o600);
@@ -227,7 +227,7 @@ Deno.test({
       assert.ok(taps[0].startsWith("vmmctl"), taps[0]);
       const tapIndex = ifIndex(taps[0]);
       const b = await vmmctl(rundir, ["start", await writeConfig(dir, "beta")]);
-      assert.match(b.stdout, /started VM 2 /);
+      assert.match(b.stderr, /started vm 2 /);
       const alpha = stateOf(rundir, 1);
       const beta = stateOf(rundir, 2);
 
@@ -242,7 +242,7 @@ Deno.test({
 
       // The lowest free id is reused.
       const c = await vmmctl(rundir, ["start", await writeConfig(dir, "gamma")]);
-      assert.match(c.stdout, /started VM 1 /);
+      assert.match(c.stderr, /started vm 1 /);
       const gamma = stateOf(rundir, 1);
 
       // A VM process killed outright leaves a stale socket and state: never taken for live.
@@ -292,9 +292,10 @@ Deno.test({
       const cfg = await writeConfig(dir, "mine");
       const n = await vmmctl(rundir, ["start", "-n", "uplink", cfg]);
       assert.equal(n.code, 1);
-      assert.match(n.stderr, /^vmmctl: not supported yet: virtual switches \(-n\)/);
+      assert.match(n.stderr, /^vmmctl: -n uplink: virtual switches are not supported yet/);
       const m = await vmmctl(rundir, ["start", "-m", "12Q", cfg]);
-      assert.equal(m.code, 2);
+      assert.equal(m.code, 1);
+      assert.match(m.stderr, /^vmmctl: invalid size: 12Q: Invalid argument\n/);
 
       // Two starts of one VM at once: exactly one wins.
       const twin = await writeConfig(dir, "twin");
@@ -309,7 +310,7 @@ Deno.test({
       );
       assert.equal((await vmmctl(rundir, ["stop", "-f", "-w", "twin"])).code, 0);
 
-      assert.equal((await vmmctl(rundir, ["start", "-m", "32", cfg])).code, 0);
+      assert.equal((await vmmctl(rundir, ["start", "-m", "32M", cfg])).code, 0);
       const shared = await writeConfig(dir, "shared", 'owner = "nobody"');
       assert.equal((await vmmctl(rundir, ["start", shared])).code, 0);
       assert.equal(Deno.statSync(join(rundir, "2.sock")).uid, NOBODY_UID);

@@ -126,7 +126,7 @@ export async function startManaged(config: VmConfig, opts: StartOptions): Promis
   const state = listStates(rundir).find((s) => s.id === got.id);
   if (!state) throw new ManagedError(`VM "${config.vm.name}" started but left no state file`);
   if (!opts.quiet) {
-    console.log(`vmmctl: started VM ${got.id} successfully, tty ${got.tty}`);
+    console.error(`vmmctl: started vm ${got.id} successfully, tty ${got.tty}`);
   }
   return state;
 }

@@ -9,6 +9,7 @@
 
 import { dirname, resolve } from "node:path";
 import type { DiskFormat } from "../schema.ts";
+import { scanScaled } from "../size.ts";
 import { type Lexer, ParseError, type Tok } from "./lexer.ts";
 
 const KEYWORDS = new Set([
@@ -549,10 +550,11 @@ export class VmConfParser {
     if (t.kind === "number") {
       bytes = Number(t.text);
     } else if (t.kind === "word" || t.kind === "string") {
-      const m = /^(\d+)(?:\.(\d+))?\s*([BbKkMmGgTtPpEe]?)$/.exec(t.text);
-      if (!m) throw new ParseError(t, `failed to parse size: "${t.text}"`);
-      const scale = 1024 ** Math.max(0, "BKMGTPE".indexOf((m[3] || "B").toUpperCase()));
-      bytes = Math.floor((Number(m[1]) + Number(`0.${m[2] ?? "0"}`)) * scale);
+      try {
+        bytes = scanScaled(t.text);
+      } catch {
+        throw new ParseError(t, `failed to parse size: "${t.text}"`);
+      }
     } else {
       throw new ParseError(t, `expected a memory size, got ${this.#describe(t)}`);
     }
