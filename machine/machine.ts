@@ -51,7 +51,7 @@ export const PORTS = {
 } as const;
 
 /** ISA interrupt lines. */
-export const IRQS = { PIT: 0, COM1: 4, RTC: 8 } as const;
+export const IRQS = { PIT: 0, KEYBOARD: 1, COM1: 4, RTC: 8, MOUSE: 12 } as const;
 
 /** How a VM ended. */
 export type Outcome =
@@ -205,7 +205,10 @@ export class Machine {
       });
       this.pio.insert(PORTS.RTC, 2, this.#timedPort(this.rtc));
       this.timed.push(this.rtc);
-      const kbd = new I8042(() => end({ kind: "reset" }));
+      const kbd = new I8042(() => end({ kind: "reset" }), {
+        keyboardIrq: this.irq(IRQS.KEYBOARD),
+        mouseIrq: this.irq(IRQS.MOUSE),
+      });
       this.pio.insert(PORTS.I8042_DATA, 1, kbd.data);
       this.pio.insert(PORTS.I8042_COMMAND, 1, kbd.command);
       // A byte access to 0xCF9 (inside PCI's address register) is the reset control register.
