@@ -187,6 +187,12 @@ export interface VmOptions {
   irqchip: IrqchipMode;
 }
 
+/** Device memory mapped into a guest by {@link Vm.mapDeviceMemory}. */
+export interface DeviceMapping {
+  /** Removes the mapping (the host memory stays the caller's). */
+  unmap(): void;
+}
+
 /** A virtual machine: memory, vCPUs and (for in-kernel irqchips) interrupt lines. */
 export interface Vm {
   /** Guest RAM, as the back-end mapped it. */
@@ -197,6 +203,13 @@ export interface Vm {
   setIrqLine(irq: number, high: boolean): void;
   /** Makes ISA `irq` level-triggered in the in-kernel PIC's ELCR (irqchip "kernel" only). */
   setIrqLevelTriggered?(irq: number): void;
+  /**
+   * Maps `size` bytes of host memory at `hostAddress` (page aligned, owned by
+   * the caller) into the guest at `gpa`, so guest accesses there do not exit:
+   * device memory such as a framebuffer. Absent where a VM's memory is fixed
+   * when it is created (vmm(4)).
+   */
+  mapDeviceMemory?(gpa: number, hostAddress: bigint, size: number): DeviceMapping;
   close(): void;
 }
 

@@ -119,6 +119,8 @@ const ROWS: readonly KeyRow[] = [
 
 /** A key's scan codes. */
 export interface KeyCodes {
+  /** Position in {@link KEYS} (how a key crosses threads). */
+  readonly index: number;
   readonly code: string;
   readonly set1: number;
   readonly set2: number;
@@ -127,9 +129,17 @@ export interface KeyCodes {
 
 const BY_CODE = new Map<string, KeyCodes>();
 const BY_KEYSYM = new Map<number, KeyCodes>();
-for (const [code, set1, set2, extended, keysyms] of ROWS) {
-  const k = { code, set1, set2, extended };
-  BY_CODE.set(code, k);
+/** Every key, in table order. */
+export const KEYS: readonly KeyCodes[] = ROWS.map(([code, set1, set2, extended], index) => ({
+  index,
+  code,
+  set1,
+  set2,
+  extended,
+}));
+for (const [i, [, , , , keysyms]] of ROWS.entries()) {
+  const k = KEYS[i];
+  BY_CODE.set(k.code, k);
   for (const s of keysyms) if (!BY_KEYSYM.has(s)) BY_KEYSYM.set(s, k);
 }
 

@@ -40,6 +40,7 @@ export interface WebConsoleOptions {
 export class WebConsole {
   readonly options: WebConsoleOptions;
   readonly #log: (line: string) => void;
+  readonly #sockets = new Set<WebSocket>();
   constructor(options: WebConsoleOptions) {
     this.options = options;
     this.#log = options.log ?? ((l) => console.error(l));
@@ -111,7 +112,11 @@ export class WebConsole {
       timer = setTimeout(tick, o.refreshMs ?? 40);
     };
     socket.onopen = () => tick();
-    socket.onclose = () => clearTimeout(timer);
+    this.#sockets.add(socket);
+    socket.onclose = () => {
+      clearTimeout(timer);
+      this.#sockets.delete(socket);
+    };
     socket.onmessage = (e) => {
       if (typeof e.data !== "string" || e.data.length > MAX_MESSAGE) return this.#drop(socket);
       let m: unknown;
@@ -134,6 +139,11 @@ export class WebConsole {
         return this.#drop(socket);
       }
     };
+  }
+
+  /** Closes every open console socket (the VM is going away). */
+  closeAll(): void {
+    for (const s of this.#sockets) s.close(1001, "VM stopped");
   }
 
   #drop(socket: WebSocket): void {

@@ -12,6 +12,7 @@ import type { Libc, Mapping } from "../../ffi/libc.ts";
 import { SyscallError } from "../../ffi/errno.ts";
 import { gpaFromHalves, GuestMemory, type MemoryRegion } from "../../core/guest_memory.ts";
 import type {
+  DeviceMapping,
   Accel,
   CpuState,
   KickToken,
@@ -30,6 +31,9 @@ import * as abi from "./abi.ts";
 /** Where KVM wants its private pages on Intel (below 4 GiB, in the PCI hole, above MMIO). */
 const KVM_TSS_ADDR = 0xfffb_d000;
 const KVM_IDENTITY_MAP_ADDR = 0xfffb_c000;
+const PAGE_BYTES = 4096;
+/** Memory slots from here on hold device memory (RAM uses the first few). */
+const FIRST_DEVICE_SLOT = 32;
 
 // kvm_run offsets used on the hot path (module constants: the cheapest loads).
 const {
@@ -230,6 +234,8 @@ export class KvmVm implements Vm {
   readonly memory: GuestMemory;
   readonly options: VmOptions;
   #regions: MemoryRegion[] = [];
+  /** Memory slots of device mappings (after the RAM slots). */
+  #deviceSlots = new Set<number>();
   #closed = false;
 
   constructor(accel: KvmAccel, options: VmOptions) {
@@ -292,6 +298,31 @@ export class KvmVm implements Vm {
         userspace_addr: mapping.address,
       }),
     );
+  }
+
+  mapDeviceMemory(gpa: number, hostAddress: bigint, size: number): DeviceMapping {
+    if (gpa % PAGE_BYTES || size % PAGE_BYTES || hostAddress % BigInt(PAGE_BYTES)) {
+      throw new RangeError(`Device memory at 0x${gpa.toString(16)} is not page aligned`);
+    }
+    let slot = FIRST_DEVICE_SLOT;
+    while (this.#deviceSlots.has(slot)) slot++;
+    const region = (memory_size: bigint) =>
+      abi.kvm_userspace_memory_region.bytes({
+        slot,
+        flags: 0,
+        guest_phys_addr: BigInt(gpa),
+        memory_size,
+        userspace_addr: hostAddress,
+      });
+    this.accel.libc.ioctl(this.fd, abi.KVM_SET_USER_MEMORY_REGION, region(BigInt(size)));
+    this.#deviceSlots.add(slot);
+    return {
+      unmap: () => {
+        if (!this.#deviceSlots.delete(slot) || this.#closed) return;
+        // A slot of size 0 is deleted.
+        this.accel.libc.ioctl(this.fd, abi.KVM_SET_USER_MEMORY_REGION, region(0n));
+      },
+    };
   }
 
   createVcpu(id: number, state: CpuState): KvmVcpu {
