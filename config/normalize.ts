@@ -46,6 +46,7 @@ export function normalizedJson(config: VmConfig): string {
     interfaces: config.interfaces.map((i) => ({ tap: i.tap, lladdr: i.lladdr, name: i.name })),
     console: { serial: config.console.serial, path: config.console.path },
     debug: { exitPort: config.debug.exitPort },
+    display: config.display,
     source: config.source,
   };
   return JSON.stringify(ordered, null, 2);
@@ -91,6 +92,15 @@ export function normalizedToml(config: VmConfig): string {
     ? `file:${config.console.path}`
     : config.console.serial;
   out.push(`serial = ${tomlString(serial)}`);
+  const d = config.display;
+  if (d !== undefined) {
+    out.push("", "[display]");
+    out.push(`type = ${tomlString(d.type)}`);
+    if (d.vnc !== undefined) out.push(`vnc = ${tomlString(d.vnc)}`);
+    if (d.web !== undefined) out.push(`web = ${tomlString(d.web)}`);
+    if (d.password !== undefined) out.push(`password = ${tomlString(d.password)}`);
+    out.push(`serial = ${d.serial}`);
+  }
   if (config.debug.exitPort !== undefined) {
     out.push("", "[debug]");
     out.push(`exit_port = 0x${config.debug.exitPort.toString(16)}`);

@@ -12,6 +12,8 @@
  * @module
  */
 
+import type { DisplaySettings } from "../display/listen.ts";
+
 /** Which hypervisor back-end runs the VM; `openbsd-on-kvm` is the vmm(4) fixture for tests. */
 export type AccelName = "auto" | "kvm" | "openbsd" | "openbsd-on-kvm";
 
@@ -61,6 +63,8 @@ export interface VmConfig {
   /** `path` is set exactly when `serial` is `"file"`. */
   console: { serial: SerialKind; path?: string };
   debug: { exitPort?: number };
+  /** The graphical console; absent for a serial-only VM. */
+  display?: DisplaySettings;
   /** Absolute path of the config file, when it came from one. */
   source?: string;
 }
@@ -187,6 +191,21 @@ export const SECTIONS = {
       serial: { type: "string", default: "stdio", doc: "stdio | pty | none | file:PATH." },
     },
   },
+  display: {
+    kind: "table",
+    doc: "The graphical console (off unless type is set).",
+    keys: {
+      type: { type: "string", default: "none", doc: "none | vga (a standard VGA with VBE)." },
+      vnc: { type: "string", doc: 'VNC server address: "127.0.0.1:5900" or a socket path.' },
+      web: { type: "string", doc: 'Web console address: "127.0.0.1:8080" or a socket path.' },
+      password: { type: "string", doc: "Password for VNC and the web page (needed off loopback)." },
+      serial: {
+        type: "boolean",
+        default: false,
+        doc: "The BIOS writes to the serial console too (it uses only the screen otherwise).",
+      },
+    },
+  },
   debug: {
     kind: "table",
     doc: "Testing aids.",
@@ -226,5 +245,6 @@ export const KEY_ALIASES: Readonly<Record<SectionName, Readonly<Record<string, s
   disk: { file: "path", image: "path", ro: "readonly", read_only: "readonly" },
   interface: { mac: "lladdr", macaddr: "lladdr", hwaddr: "lladdr", ifname: "tap" },
   console: { console: "serial", output: "serial" },
+  display: { vga: "type", vnc_listen: "vnc", http: "web" },
   debug: { exit: "exit_port", isa_debug_exit: "exit_port" },
 };

@@ -39,6 +39,7 @@ import {
 import { formatSize, parseSize, SizeError } from "./size.ts";
 import { suggestName } from "./suggest.ts";
 import { idForName } from "./users.ts";
+import { type DisplaySettings, type ListenAddress, parseListenAddress } from "../display/listen.ts";
 
 /** One problem found in a config. */
 export interface ConfigError {
@@ -145,7 +146,9 @@ export class Validator {
     const interfaces = this.#entries(root, "interface").map((t, i) => this.#interface(t, i));
     const serial = this.#console(this.#section(root, "console"));
     const debug = this.#debug(this.#section(root, "debug"));
+    const display = this.#display(this.#section(root, "display"));
     const config: VmConfig = { vm, boot, disks, interfaces, console: serial, debug };
+    if (display) config.display = display;
     this.#checkDuplicateDisks(config.disks);
     this.#checkDuplicateInterfaces(config.interfaces);
     return config;
@@ -514,6 +517,49 @@ export class Validator {
     }
     this.#error(path, `must be one of ${SERIAL_VALUES.join(", ")}; got ${JSON.stringify(value)}`);
     return { serial: "stdio" };
+  }
+
+  #display(table: Record<string, unknown>): VmConfig["display"] {
+    const type = this.#string(table, ["display"], "type") ?? "none";
+    const vnc = this.#string(table, ["display"], "vnc");
+    const web = this.#string(table, ["display"], "web");
+    const password = this.#string(table, ["display"], "password");
+    const serial = this.#boolean(table, ["display"], "serial") ?? false;
+    if (type !== "none" && type !== "vga") {
+      this.#error(["display", "type"], `must be one of none, vga; got ${JSON.stringify(type)}`);
+      return undefined;
+    }
+    if (type === "none") {
+      for (const [key, v] of [["vnc", vnc], ["web", web]] as const) {
+        if (v !== undefined) this.#error(["display", key], 'needs a display: set type = "vga"');
+      }
+      return undefined;
+    }
+    for (const [key, v] of [["vnc", vnc], ["web", web]] as const) {
+      if (v === undefined) continue;
+      let addr: ListenAddress;
+      try {
+        addr = parseListenAddress(v);
+      } catch (e) {
+        this.#error(["display", key], (e as Error).message);
+        continue;
+      }
+      if (addr.kind === "tcp" && !addr.loopback && password === undefined) {
+        this.#error(
+          ["display", key],
+          `listens beyond this host (${JSON.stringify(v)}): set display.password, or use ` +
+            "127.0.0.1 or a socket path",
+        );
+      }
+    }
+    if (password !== undefined && password === "") {
+      this.#error(["display", "password"], "must not be empty");
+    }
+    const settings: DisplaySettings = { type, serial };
+    if (vnc !== undefined) settings.vnc = vnc;
+    if (web !== undefined) settings.web = web;
+    if (password !== undefined) settings.password = password;
+    return settings;
   }
 
   #debug(table: Record<string, unknown>): VmConfig["debug"] {

@@ -116,6 +116,10 @@ export const CMDLINE_MAX_BYTES = 0x10000;
 export const EBDA_GPA = 0x9fc00;
 /** End (exclusive) of conventional memory (the legacy VGA window starts here). */
 export const LOW_MEMORY_END = 0xa0000;
+/** The VGA's legacy memory window (a hole in RAM when the machine has a VGA). */
+export const VGA_WINDOW_GPA = 0xa0000;
+/** End of the VGA window. */
+export const VGA_WINDOW_END = 0xc0000;
 /** The legacy BIOS area (reserved in e820). */
 export const BIOS_AREA_GPA = 0xf0000;
 /** The 1 MiB line: extended memory and kernels start here. */
@@ -159,7 +163,10 @@ export const MIN_MEMORY_BYTES = 2 * MiB;
  * e820.length; // 4
  * ```
  */
-export function memoryLayout(memoryBytes: number): MemoryLayout {
+export function memoryLayout(
+  memoryBytes: number,
+  options: { vgaHole?: boolean } = {},
+): MemoryLayout {
   if (!Number.isSafeInteger(memoryBytes) || memoryBytes % PAGE_SIZE !== 0) {
     throw new RangeError(`Memory size "${memoryBytes}" is not a whole number of 4 KiB pages`);
   }
@@ -171,7 +178,11 @@ export function memoryLayout(memoryBytes: number): MemoryLayout {
   }
   const lowEnd = Math.min(memoryBytes, PCI_HOLE_BASE);
   const highBytes = memoryBytes - lowEnd;
-  const ram: RamRange[] = [{ gpa: 0, size: lowEnd }];
+  // With a VGA, 0xA0000-0xBFFFF is its memory window, not RAM (the RAM that
+  // would be there is left out, as on a PC).
+  const ram: RamRange[] = options.vgaHole
+    ? [{ gpa: 0, size: VGA_WINDOW_GPA }, { gpa: VGA_WINDOW_END, size: lowEnd - VGA_WINDOW_END }]
+    : [{ gpa: 0, size: lowEnd }];
   if (highBytes > 0) ram.push({ gpa: HIGH_RAM_GPA, size: highBytes });
   const e820: E820Entry[] = [
     { gpa: 0, size: EBDA_GPA, type: E820_RAM },

@@ -24,37 +24,7 @@ import {
 import { encodePng } from "./png.ts";
 import { type InputSink, RfbServer } from "./rfb.ts";
 import { WebConsole } from "./web.ts";
-
-/** The `[display]` section, normalized. */
-export interface DisplaySettings {
-  type: "vga";
-  /** VNC listen address. */
-  vnc?: string;
-  /** Web console listen address. */
-  web?: string;
-  /** Password for VNC authentication and the web page (required off loopback). */
-  password?: string;
-}
-
-/** A parsed listen address. */
-export type ListenAddress =
-  | { kind: "tcp"; hostname: string; port: number; loopback: boolean }
-  | { kind: "unix"; path: string };
-
-/** Parses "HOST:PORT", "[V6]:PORT" or a Unix socket path; throws with a readable message. */
-export function parseListenAddress(text: string): ListenAddress {
-  if (text.includes("/")) return { kind: "unix", path: text };
-  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\[\]]+)):(\d{1,5})$/.exec(text);
-  if (!m) {
-    throw new Error(`Cannot parse listen address "${text}": expected HOST:PORT or a socket path`);
-  }
-  const hostname = m[1] ?? m[2];
-  const port = Number(m[3]);
-  if (port > 65535) throw new Error(`Listen address "${text}": port must be at most 65535`);
-  const loopback = hostname === "localhost" || hostname === "::1" ||
-    /^127\.\d+\.\d+\.\d+$/.test(hostname);
-  return { kind: "tcp", hostname, port, loopback };
-}
+import { type DisplaySettings, type ListenAddress, parseListenAddress } from "./listen.ts";
 
 /** The VNC client's button bits (left 1, middle 2, right 4) as PS/2 bits (left 1, right 2, middle 4). */
 function ps2Buttons(rfb: number): number {

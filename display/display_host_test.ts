@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { DisplayHost, parseListenAddress } from "./display_host.ts";
+import { DisplayHost } from "./display_host.ts";
+import { parseListenAddress } from "./listen.ts";
 import { INPUT, openVgaShared } from "../devices/vga/shared.ts";
 import { Vga } from "../devices/vga/vga.ts";
 import { setTextMode3 } from "../devices/vga/text_mode.ts";
@@ -26,7 +27,7 @@ Deno.test("display host: listen addresses", () => {
 
 Deno.test("display host: renders what the device wrote, and queues input for the vCPU thread", () => {
   let wakes = 0;
-  const host = new DisplayHost({ type: "vga" }, "t", () => wakes++, () => {});
+  const host = new DisplayHost({ type: "vga", serial: false }, "t", () => wakes++, () => {});
   assert.equal(host.shared.vramAddress % 4096n, 0n, "VRAM starts on a page");
   // The vCPU side: a VGA over the same shared memory.
   const views = openVgaShared(host.shared);
