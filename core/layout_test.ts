@@ -127,6 +127,9 @@ Deno.test("memoryLayout rejects odd sizes", () => {
 Deno.test("layout: with a VGA, 0xA0000-0xBFFFF is a hole in RAM and the e820 is unchanged", () => {
   const plain = memoryLayout(64 * MiB);
   const vga = memoryLayout(64 * MiB, { vgaHole: true });
-  assert.deepEqual(vga.ram, [{ gpa: 0, size: 0xa0000 }, { gpa: 0xc0000, size: 64 * MiB - 0xc0000 }]);
+  assert.deepEqual(vga.ram, [{ gpa: 0, size: 0xa0000 }, {
+    gpa: 0xc0000,
+    size: 64 * MiB - 0xc0000,
+  }]);
   assert.deepEqual(vga.e820, plain.e820);
 });

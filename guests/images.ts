@@ -24,6 +24,7 @@ export const GUEST_NAMES: readonly string[] = [
   "ticker",
   "timer",
   "triple",
+  "vga",
   "virtio_blk",
   "virtio_hostile",
   "virtio_net",

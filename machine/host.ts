@@ -20,6 +20,8 @@ import { openLibc } from "../ffi/libc.ts";
 import { Activity, Command, VcpuControl } from "./vcpu_channel.ts";
 import type { Outcome } from "./machine.ts";
 import { SerialOutputRing, type SerialTarget } from "./serial_sink.ts";
+import type { VgaShared } from "../devices/vga/shared.ts";
+import { DisplayHost } from "../display/display_host.ts";
 
 /**
  * The PC machine's vCPU worker (the default). Another machine kind brings its
@@ -40,6 +42,8 @@ export interface WorkerRequest {
   outputRing?: SharedArrayBuffer;
   /** One Int32 slot: a {@link GuestRequest} for the guest's vmmci device (0 when none). */
   guestRequests?: SharedArrayBuffer;
+  /** The VGA's shared memory, when the config has a display. */
+  display?: VgaShared;
 }
 
 /** Requests to the guest through its vmmci device (see {@link VmHost.requestGuest}). */
@@ -80,10 +84,21 @@ export class VmHost {
   #hasVmmci = false;
   /** POST codes the guest wrote, with timestamps (after the VM ended). */
   postCodes: { code: number; atNs: number }[] = [];
+  /** The graphical console, when the config has a display (its servers run from {@link start}). */
+  readonly display?: DisplayHost;
 
   constructor(options: VmHostOptions) {
     this.options = options;
     this.control.watchDeadline();
+    const d = options.config.display;
+    if (d) this.display = new DisplayHost(d, options.config.vm.name, () => this.#attention());
+  }
+
+  /** Makes the vCPU poll its devices soon (console clients' input waits there). */
+  #attention(): void {
+    this.control.markTimerDue();
+    this.control.wake();
+    this.kick();
   }
 
   /** Boots the VM; resolves with how it ended. */
@@ -99,7 +114,10 @@ export class VmHost {
       serial: this.options.serial,
       kernelImage: this.options.kernelImage,
       guestRequests: this.#guestRequests.buffer as SharedArrayBuffer,
+      display: this.display?.shared,
     };
+    // Listen before the vCPU starts (and before any lock-down): the sockets stay open.
+    this.display?.start();
     const onOutput = this.options.onSerialOutput;
     const ring = onOutput ? new SerialOutputRing() : undefined;
     if (ring) request.outputRing = ring.buffer;
@@ -146,6 +164,7 @@ export class VmHost {
 
   #finish(): void {
     this.#done = true;
+    this.display?.close();
     this.control.wake();
     this.#worker?.terminate();
   }

@@ -31,6 +31,9 @@ import { loadKernel, type LoadResult } from "../loaders/detect.ts";
 import { attachVirtioDevices, type VirtioDevices } from "../devices/virtio/attach.ts";
 import { Bus } from "../core/bus.ts";
 import { memoryLayout } from "../core/layout.ts";
+import type { VgaShared } from "../devices/vga/shared.ts";
+import { hostFont8x16 } from "../devices/vga/text_mode.ts";
+import { attachDisplay, type AttachedDisplay } from "./display.ts";
 
 /** Port assignments of the PC machine (vmd's and QEMU's). */
 export const PORTS = {
@@ -125,6 +128,8 @@ export interface MachineOptions {
   clock?: Clock;
   /** The kernel image, when it does not come from `config.boot.kernel` (built-in demo). */
   kernelImage?: Uint8Array;
+  /** The VGA's shared memory, made by the host thread when the config has a display. */
+  display?: VgaShared;
 }
 
 /** A built machine, ready to run. */
@@ -147,6 +152,10 @@ export class Machine {
   readonly boot: LoadResult;
   /** The virtio devices (disks, network cards, rng, vmmci) on PCI. */
   readonly virtio: VirtioDevices;
+  /** The 8042 with its PS/2 keyboard and mouse. */
+  readonly keyboard: I8042;
+  /** The VGA, when the config has a display. */
+  readonly display?: AttachedDisplay;
   /** Set by devices when the VM must end (exit port, power-off, reset). */
   outcome?: Outcome;
   /**
@@ -163,7 +172,7 @@ export class Machine {
     this.irqchip = config.vm.irqchip;
     this.clock = options.clock ?? hostClock;
     checkHostMemory(config.vm.memoryBytes);
-    const layout = memoryLayout(config.vm.memoryBytes);
+    const layout = memoryLayout(config.vm.memoryBytes, { vgaHole: options.display !== undefined });
     const image = options.kernelImage ?? Deno.readFileSync(config.boot.kernel);
     const initrd = config.boot.initrd ? Deno.readFileSync(config.boot.initrd) : undefined;
     this.vm = accel.createVm({
@@ -205,7 +214,7 @@ export class Machine {
       });
       this.pio.insert(PORTS.RTC, 2, this.#timedPort(this.rtc));
       this.timed.push(this.rtc);
-      const kbd = new I8042(() => end({ kind: "reset" }), {
+      const kbd = this.keyboard = new I8042(() => end({ kind: "reset" }), {
         keyboardIrq: this.irq(IRQS.KEYBOARD),
         mouseIrq: this.irq(IRQS.MOUSE),
       });
@@ -231,6 +240,13 @@ export class Machine {
       }
       // Virtio devices take the PCI slots after the host bridge.
       this.virtio = attachVirtioDevices(this);
+      if (options.display) {
+        this.display = attachDisplay(this, options.display, {
+          firmware: false,
+          font: hostFont8x16(),
+        });
+        this.timed.push(this.display.input);
+      }
       this.vcpu = this.vm.createVcpu(0, this.boot.state);
     } catch (e) {
       (this as { virtio?: VirtioDevices }).virtio?.close();

@@ -53,6 +53,7 @@ self.onmessage = async (event: MessageEvent<WorkerRequest>) => {
         : sink.write,
       clock,
       kernelImage: req.kernelImage,
+      display: req.display,
     });
     const vmmci = machine.virtio?.vmmci;
     if (vmmci && req.guestRequests) {

@@ -8,6 +8,7 @@
 import type { AccelChoice } from "../accel/select.ts";
 import type { DiskConfig, InterfaceConfig, VmConfig } from "../config/schema.ts";
 import { VmHost } from "../machine/host.ts";
+import type { DisplaySettings } from "../display/listen.ts";
 import { exitStatus, type Outcome } from "../machine/machine.ts";
 
 /** Whether /dev/kvm can be opened read-write here (else KVM tests are skipped). */
@@ -49,6 +50,8 @@ export interface BootOptions {
   disks?: DiskConfig[];
   /** Virtio network interfaces (default none). */
   interfaces?: InterfaceConfig[];
+  /** A graphical console (default none). */
+  display?: DisplaySettings;
 }
 
 /** A VmConfig for a test guest. */
@@ -66,6 +69,7 @@ export function guestConfig(o: BootOptions): VmConfig {
     interfaces: o.interfaces ?? [],
     console: { serial: "none" },
     debug: { exitPort: o.exitPort === null ? undefined : o.exitPort ?? 0xf4 },
+    ...(o.display ? { display: o.display } : {}),
   };
 }
 

@@ -12,9 +12,9 @@ import type { Libc, Mapping } from "../../ffi/libc.ts";
 import { SyscallError } from "../../ffi/errno.ts";
 import { gpaFromHalves, GuestMemory, type MemoryRegion } from "../../core/guest_memory.ts";
 import type {
-  DeviceMapping,
   Accel,
   CpuState,
+  DeviceMapping,
   KickToken,
   Registers,
   Segment,

@@ -371,7 +371,7 @@ function hex(n: number | bigint): string {
 /**
  * The ranges a VM gets: the RAM ranges, plus everything below 4 GiB from
  * the end of low RAM (or `holeBase`, the PCI hole, if RAM reaches it) that
- * no RAM covers, as VM_MEM_MMIO: accesses there exit as MMIO and reach the
+ * no RAM covers, and the gaps between low RAM ranges, as VM_MEM_MMIO: accesses there exit as MMIO and reach the
  * machine's MMIO bus (vmm(4) fails the RUN for addresses in no range at
  * all, so the gap between a small VM's RAM and the PCI hole is MMIO too).
  * Checked as vmm(4) checks them (page aligned, ascending, not overlapping,
@@ -383,6 +383,14 @@ export function vmmMemRanges(
   holeBase: number = PCI_HOLE_BASE,
 ): VmmMemRange[] {
   const ranges: VmmMemRange[] = ram.map((r) => ({ ...r, type: abi.VM_MEM_RAM }));
+  // Gaps inside low RAM (the VGA window at 0xA0000) are MMIO too.
+  const sorted = [...ram].sort((a, b) => a.gpa - b.gpa);
+  for (let i = 1; i < sorted.length; i++) {
+    const end = sorted[i - 1].gpa + sorted[i - 1].size;
+    if (sorted[i].gpa > end && sorted[i].gpa < Math.min(holeBase, FOUR_GIB)) {
+      ranges.push({ gpa: end, size: sorted[i].gpa - end, type: abi.VM_MEM_MMIO });
+    }
+  }
   const lowEnd = ram.filter((r) => r.gpa < FOUR_GIB)
     .reduce((end, r) => Math.max(end, Math.min(r.gpa + r.size, FOUR_GIB)), 0);
   // Holes between RAM inside [min(low RAM end, holeBase), 4 GiB).
