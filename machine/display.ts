@@ -30,7 +30,7 @@ import {
 } from "../devices/pci.ts";
 import { KEYS } from "../devices/ps2_keymap.ts";
 import { INPUT, openVgaShared, type VgaShared } from "../devices/vga/shared.ts";
-import { setTextMode3 } from "../devices/vga/text_mode.ts";
+import { hostFont8x16, setTextMode3 } from "../devices/vga/text_mode.ts";
 import { STDVGA_PCI, Vga } from "../devices/vga/vga.ts";
 
 /** Legacy ports and window of the VGA. */
@@ -61,7 +61,8 @@ export interface AttachedDisplay {
 /**
  * Puts the VGA on the machine. `firmware`: a BIOS will assign the BAR and
  * set the video mode (its VGA BIOS does); otherwise the BAR is pre-assigned
- * and the VGA starts in 80x25 text mode with `font`, as a BIOS leaves it.
+ * and the VGA starts in 80x25 text mode with `font` (default: the host VGA
+ * BIOS's), as a BIOS leaves it.
  */
 export function attachDisplay(
   m: DisplayHostMachine,
@@ -85,7 +86,7 @@ export function attachDisplay(
     new DataView(bar.buffer).setUint32(0, VGA_LFB_DEFAULT_GPA, true);
     config.write(PCI_BASE_ADDRESS_0, bar);
     config.write(PCI_COMMAND, Uint8Array.of(PCI_COMMAND_MEMORY, 0));
-    setTextMode3(vga, options.font);
+    setTextMode3(vga, options.font ?? hostFont8x16());
   }
 
   const input: TimedDevice = {

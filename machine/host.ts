@@ -21,7 +21,7 @@ import { Activity, Command, VcpuControl } from "./vcpu_channel.ts";
 import type { Outcome } from "./machine.ts";
 import { SerialOutputRing, type SerialTarget } from "./serial_sink.ts";
 import type { VgaShared } from "../devices/vga/shared.ts";
-import { DisplayHost } from "../display/display_host.ts";
+import type { DisplayHost } from "../display/display_host.ts";
 
 /**
  * The PC machine's vCPU worker (the default). Another machine kind brings its
@@ -84,14 +84,16 @@ export class VmHost {
   #hasVmmci = false;
   /** POST codes the guest wrote, with timestamps (after the VM ended). */
   postCodes: { code: number; atNs: number }[] = [];
-  /** The graphical console, when the config has a display (its servers run from {@link start}). */
-  readonly display?: DisplayHost;
+  #display?: DisplayHost;
 
   constructor(options: VmHostOptions) {
     this.options = options;
     this.control.watchDeadline();
-    const d = options.config.display;
-    if (d) this.display = new DisplayHost(d, options.config.vm.name, () => this.#attention());
+  }
+
+  /** The graphical console, when the config has one (from {@link start} on). */
+  get display(): DisplayHost | undefined {
+    return this.#display;
   }
 
   /** Makes the vCPU poll its devices soon (console clients' input waits there). */
@@ -102,7 +104,17 @@ export class VmHost {
   }
 
   /** Boots the VM; resolves with how it ended. */
-  start(): Promise<Outcome> {
+  async start(): Promise<Outcome> {
+    const d = this.options.config.display;
+    if (d && !this.#display) {
+      // Loaded only for a VM with a display: the console servers are not on every start's path.
+      const { DisplayHost } = await import("../display/display_host.ts");
+      this.#display = new DisplayHost(d, this.options.config.vm.name, () => this.#attention());
+    }
+    return this.#run();
+  }
+
+  #run(): Promise<Outcome> {
     installKickHandler();
     const worker = new Worker(this.options.worker ?? PC_WORKER_URL, { type: "module" });
     this.#worker = worker;
@@ -114,10 +126,10 @@ export class VmHost {
       serial: this.options.serial,
       kernelImage: this.options.kernelImage,
       guestRequests: this.#guestRequests.buffer as SharedArrayBuffer,
-      display: this.display?.shared,
+      display: this.#display?.shared,
     };
     // Listen before the vCPU starts (and before any lock-down): the sockets stay open.
-    this.display?.start();
+    this.#display?.start();
     const onOutput = this.options.onSerialOutput;
     const ring = onOutput ? new SerialOutputRing() : undefined;
     if (ring) request.outputRing = ring.buffer;
@@ -164,7 +176,7 @@ export class VmHost {
 
   #finish(): void {
     this.#done = true;
-    this.display?.close();
+    this.#display?.close();
     this.control.wake();
     this.#worker?.terminate();
   }

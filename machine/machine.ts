@@ -32,8 +32,7 @@ import { attachVirtioDevices, type VirtioDevices } from "../devices/virtio/attac
 import { Bus } from "../core/bus.ts";
 import { memoryLayout } from "../core/layout.ts";
 import type { VgaShared } from "../devices/vga/shared.ts";
-import { hostFont8x16 } from "../devices/vga/text_mode.ts";
-import { attachDisplay, type AttachedDisplay } from "./display.ts";
+import type { attachDisplay, AttachedDisplay } from "./display.ts";
 
 /** Port assignments of the PC machine (vmd's and QEMU's). */
 export const PORTS = {
@@ -128,8 +127,11 @@ export interface MachineOptions {
   clock?: Clock;
   /** The kernel image, when it does not come from `config.boot.kernel` (built-in demo). */
   kernelImage?: Uint8Array;
-  /** The VGA's shared memory, made by the host thread when the config has a display. */
-  display?: VgaShared;
+  /**
+   * The VGA: its shared memory (made by the host thread) and machine/display.ts's
+   * attach function, which the worker imports only for a VM with a display.
+   */
+  display?: { shared: VgaShared; attach: typeof attachDisplay };
 }
 
 /** A built machine, ready to run. */
@@ -241,10 +243,7 @@ export class Machine {
       // Virtio devices take the PCI slots after the host bridge.
       this.virtio = attachVirtioDevices(this);
       if (options.display) {
-        this.display = attachDisplay(this, options.display, {
-          firmware: false,
-          font: hostFont8x16(),
-        });
+        this.display = options.display.attach(this, options.display.shared, { firmware: false });
         this.timed.push(this.display.input);
       }
       this.vcpu = this.vm.createVcpu(0, this.boot.state);

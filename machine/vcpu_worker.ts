@@ -53,7 +53,9 @@ self.onmessage = async (event: MessageEvent<WorkerRequest>) => {
         : sink.write,
       clock,
       kernelImage: req.kernelImage,
-      display: req.display,
+      display: req.display
+        ? { shared: req.display, attach: (await import("./display.ts")).attachDisplay }
+        : undefined,
     });
     const vmmci = machine.virtio?.vmmci;
     if (vmmci && req.guestRequests) {

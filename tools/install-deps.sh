@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages vmmctl's tests and benchmarks use, when missing (needs root).
 set -euo pipefail
-pkgs=(nasm qemu-system-x86 qemu-utils)
+# chromium: the browser test of the web console; openssl: the DES reference for VNC authentication.
+pkgs=(nasm qemu-system-x86 qemu-utils chromium openssl)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
