@@ -29,9 +29,9 @@ export const LAYERS: readonly Layer[] = [
   },
   {
     rank: 1,
-    members: ["accel", "devices", "disk", "net", "loaders", "config", "guests"],
+    members: ["accel", "devices", "disk", "net", "display", "loaders", "config", "guests"],
     role:
-      "hypervisor back-ends, devices, block and net back ends, boot loaders, VM config, guest images",
+      "hypervisor back-ends, devices, block and net back ends, console servers, boot loaders, VM config, guest images",
   },
   {
     rank: 2,
