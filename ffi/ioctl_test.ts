@@ -77,7 +77,7 @@ Deno.test("linux ioctl: fields out of range are refused", () => {
 });
 
 Deno.test("openbsd ioctl: the vmm(4) table of the reference document", () => {
-  // name, _IOW/_IOWR, number, sizeof, request (openbsd-vmm-abi.md section 1)
+  // name, _IOW/_IOWR, number, sizeof, request (docs/openbsd-vmm-abi.md section 1)
   const table: [string, "w" | "wr", number, number, number][] = [
     ["VMM_IOC_CREATE", "wr", 1, 2656, 0xca605601],
     ["VMM_IOC_RUN", "wr", 2, 40, 0xc0285602],

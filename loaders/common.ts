@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { CpuState } from "../accel/types.ts";
+import type { CpuState } from "../core/cpu.ts";
 import type { GuestMemory } from "../core/guest_memory.ts";
 import {
   BOOT_GDT_GPA,

@@ -21,7 +21,7 @@
  * @module
  */
 
-import type { CpuState, Registers, Segment, SpecialRegisters } from "../accel/types.ts";
+import type { CpuState, Registers, Segment, SpecialRegisters } from "../core/cpu.ts";
 import type { GuestMemory } from "../core/guest_memory.ts";
 import {
   BOOT_GDT_GPA,

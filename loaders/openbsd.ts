@@ -32,7 +32,7 @@
  */
 
 import { gunzip } from "../ffi/inflate.ts";
-import type { CpuState, Segment } from "../accel/types.ts";
+import type { CpuState, Segment } from "../core/cpu.ts";
 import type { GuestMemory } from "../core/guest_memory.ts";
 import { E820_RAM, type E820Entry, PCI_HOLE_BASE } from "../core/layout.ts";
 import {

@@ -18,12 +18,14 @@ import {
 
 const repo = new URL("../", import.meta.url);
 const graph = importGraph(repo);
+/** The top floor (benches, tests, tools): not product files. */
+const TOOLS_RANK = LAYERS[LAYERS.length - 1].rank;
 
 /** Product files' imports, without edges that name an entry point only to spawn it. */
 function productEdges() {
   const out: { from: string; to: string; dynamic: boolean; line: number }[] = [];
   for (const [from, edges] of graph) {
-    if (isTestMachinery(from) || ["bench", "tests", "tools"].includes(topOf(from))) continue;
+    if (isTestMachinery(from) || layerOf(from)?.rank === TOOLS_RANK) continue;
     for (const e of edges) {
       if (ENTRY_POINTS.includes(e.to) && e.dynamic) continue;
       out.push({ from, ...e });

@@ -25,23 +25,24 @@ export const LAYERS: readonly Layer[] = [
   {
     rank: 0,
     members: ["core", "ffi"],
-    role: "guest memory gateway, buses, memory layout, device interfaces; libc, structs, ioctls",
+    role: "guest memory, buses, memory layout, device interfaces, CPU state; libc, structs, ioctls",
   },
   {
     rank: 1,
-    members: ["accel", "devices", "disk", "net", "display", "loaders", "config", "guests"],
+    members: ["devices", "disk", "net", "display", "loaders", "config", "guests"],
     role:
-      "hypervisor back-ends, devices, block and net back ends, console servers, boot loaders, VM config, guest images",
+      "devices, block and net back ends, console servers, boot loaders, the VM config, guest images",
   },
+  { rank: 2, members: ["accel"], role: "hypervisor back-ends behind the accelerator contract" },
   {
-    rank: 2,
+    rank: 3,
     members: ["machine"],
     role: "the vmm: wires a machine, runs the exit loop, vCPU threads",
   },
-  { rank: 3, members: ["solo5"], role: "the Solo5 tender machine, built from the machine's parts" },
-  { rank: 4, members: ["cli"], role: "verbs, the VM process, the control protocol" },
-  { rank: 5, members: ["main.ts"], role: "the program" },
-  { rank: 6, members: ["bench", "tests", "tools"], role: "benches and test machinery" },
+  { rank: 4, members: ["solo5"], role: "the Solo5 tender machine, built from the machine's parts" },
+  { rank: 5, members: ["cli"], role: "verbs, the VM process, the control protocol" },
+  { rank: 6, members: ["main.ts"], role: "the program" },
+  { rank: 7, members: ["bench", "tests", "tools"], role: "benches and test machinery" },
 ];
 
 /**

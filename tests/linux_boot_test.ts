@@ -2,7 +2,7 @@
  * Opt-in (VMMCTL_TEST_LINUX=1): boots a real Debian kernel with
  * `earlyprintk=serial` until its "Linux version" banner. On a host whose KVM
  * cannot run it (a software-nested KVM without protected-mode IRET, see
- * DESIGN.md section 5) the VM must instead end quickly with the reason: the
+ * docs/ARCHITECTURE.md, "The build host") the VM must instead end quickly with the reason: the
  * failing instruction's bytes at RIP, never a hang.
  */
 import assert from "node:assert/strict";

@@ -4,7 +4,7 @@
  * their C struct names, ioctl requests computed with the OpenBSD `_IO*`
  * encoders from the struct sizes, and the constants of
  * `sys/dev/vmm/vmm.h` (rev 1.13) and `sys/arch/amd64/include/vmmvar.h`
- * (rev 1.117). Reference: /work/shared/openbsd-vmm-abi.md.
+ * (rev 1.117). What the back-end relies on: docs/openbsd-vmm-abi.md.
  *
  * vmm(4) has no stable ABI: call {@link assertOpenbsdAbi} at startup, and
  * rebuild these tables from the target release's headers when it moves.

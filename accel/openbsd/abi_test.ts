@@ -14,8 +14,8 @@ import {
 import * as abi from "./abi.ts";
 
 /**
- * Section 3 of /work/shared/openbsd-vmm-abi.md, verbatim: what gcc printed
- * for the era-A structs (vmm.h 1.13, amd64 vmmvar.h 1.117).
+ * What gcc printed for the era-A structs (vmm.h 1.13, amd64 vmmvar.h 1.117),
+ * verbatim (docs/openbsd-vmm-abi.md section 3).
  */
 const DOC_LAYOUTS = `
 vm_mem_range: sizeof=32 alignof=8

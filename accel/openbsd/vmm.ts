@@ -20,7 +20,7 @@
  * - Interrupts go in through `vrp_inject`, one vector, only when the last
  *   run said `vrp_irqready`; `vrp_intr_pending` asks for a window exit.
  *
- * ABI eras (openbsd-vmm-abi.md section 0): era A keeps everything on
+ * ABI eras (docs/openbsd-vmm-abi.md section 0): era A keeps everything on
  * /dev/vmm and names the VM by id; era B (2026 -current) returns a per-VM fd
  * from VMM_IOC_CREATE and answers ENOTTY to anything else on /dev/vmm.
  * The era is probed at start-up with a harmless VMM_IOC_INFO (vip_size 0):

@@ -4,7 +4,7 @@
  * lets the OpenBSD back-end (`../../accel/openbsd/vmm.ts`) run real guest code on this Linux
  * host. A TESTING AID (`--accel openbsd-on-kvm`), not a hypervisor.
  *
- * What it reproduces (openbsd-vmm-abi.md, vmm.c, vmm_machdep.c):
+ * What it reproduces (docs/openbsd-vmm-abi.md; vmm.c, vmm_machdep.c):
  * - the structs byte for byte (the same layouts as the back-end's `abi.ts`),
  *   the VMX exit reason codes (or the SVM ones with `flavor: "svm"`, which
  *   also supplies decode-assist instruction bytes on NPF exits);
