@@ -1,15 +1,15 @@
 /**
  * The shape of a subcommand and the shared argument parsing, so every
  * command gets the same `--help`, the same usage errors and exit statuses:
- * 0 success, 1 failure (invalid config, VM error), 2 usage error.
+ * 0 success, 1 failure or usage error (as vmctl: scripts test for non-zero).
  *
  * @module
  */
 
 import { parseArgs, type ParseArgsConfig } from "node:util";
 
-/** Exit status for usage errors (unknown command, flag or missing argument). */
-export const EXIT_USAGE = 2;
+/** Exit status for usage errors (unknown command, flag or missing argument): vmctl's 1. */
+export const EXIT_USAGE = 1;
 /** Exit status for failures (invalid config, VMM errors). */
 export const EXIT_FAILURE = 1;
 
@@ -41,7 +41,7 @@ export interface Command {
   run(positionals: string[], flags: FlagValues): Promise<number>;
 }
 
-/** A usage error: printed with a pointer to --help, exit status 2. */
+/** A usage error: printed with the command's usage line, exit status 1. */
 export class UsageError extends Error {
   constructor(message: string) {
     super(message);

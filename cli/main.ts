@@ -15,6 +15,7 @@ import { showCommand, statusCommand } from "./verbs/status.ts";
 import { consoleCommand } from "./verbs/console.ts";
 import {
   pauseCommand,
+  rebootCommand,
   receiveCommand,
   resetCommand,
   sendCommand,
@@ -26,6 +27,7 @@ import { loadCommand, reloadCommand } from "./verbs/load.ts";
 import { runVmProcess } from "./vm_process/process.ts";
 import { VM_PROCESS_COMMAND } from "./vm_process/spawn.ts";
 import { importCommand } from "./verbs/import.ts";
+import { verbose } from "./verbose.ts";
 import {
   type Command,
   commandHelp,
@@ -52,6 +54,7 @@ export const COMMANDS: readonly Command[] = [
   pauseCommand,
   unpauseCommand,
   resetCommand,
+  rebootCommand,
   waitCommand,
   logCommand,
   loadCommand,
@@ -65,7 +68,7 @@ export const COMMANDS: readonly Command[] = [
 /** The overview printed by `vmmctl --help`. */
 export function overviewHelp(): string {
   const lines = [
-    "usage: vmmctl COMMAND [options] [args]",
+    "usage: vmmctl [-v] COMMAND [options] [args]",
     "",
     "vmmctl runs virtual machines on Linux KVM and OpenBSD vmm(4), configured by TOML files.",
     "",
@@ -77,17 +80,45 @@ export function overviewHelp(): string {
       `           vmmctl ${c.name} ${[flagSynopsis(c), c.args].filter(Boolean).join(" ")}`,
     );
   }
-  lines.push("", "Run `vmmctl COMMAND --help` for a command's options.");
+  lines.push(
+    "",
+    "A unique prefix of a command is that command (stat, con, sh). -v: more messages.",
+    "Run `vmmctl help COMMAND` (or `vmmctl COMMAND --help`) for a command's options.",
+  );
   return lines.join("\n");
+}
+
+/**
+ * The command `word` names: its full name, or a prefix of exactly one name
+ * (vmctl's abbreviations: `stat`, `con`, `sh`). Throws UsageError when the
+ * prefix fits several.
+ */
+export function findCommand(word: string): Command | undefined {
+  const exact = COMMANDS.find((c) => c.name === word);
+  if (exact) return exact;
+  const fits = word === "" ? [] : COMMANDS.filter((c) => c.name.startsWith(word));
+  if (fits.length > 1) {
+    throw new UsageError(
+      `ambiguous argument: ${word} (${fits.map((c) => c.name).join(", ")})`,
+    );
+  }
+  return fits[0];
 }
 
 /** Runs vmmctl with `argv`; resolves with the process exit status. */
 export async function main(argv: string[]): Promise<number> {
-  const [name, ...rest] = argv;
+  let i = 0;
+  // Global options before the command, as vmctl's `vmctl [-v] command`.
+  for (; i < argv.length && /^-v+$/.test(argv[i]); i++) verbose.level += argv[i].length - 1;
+  const [name, ...rest] = argv.slice(i);
   if (name === undefined || name === "--help" || name === "-h" || name === "help") {
     if (name === "help" && rest[0]) return main([rest[0], "--help"]);
+    if (name === undefined) {
+      console.error(overviewHelp());
+      return EXIT_USAGE;
+    }
     console.log(overviewHelp());
-    return name === undefined ? EXIT_USAGE : 0;
+    return 0;
   }
   if (name === "--version" || name === "-V") {
     console.log(`vmmctl ${VERSION}`);
@@ -95,7 +126,14 @@ export async function main(argv: string[]): Promise<number> {
   }
   // The background process of a managed VM (started by `start`; not in the help).
   if (name === VM_PROCESS_COMMAND) return await runVmProcess(rest);
-  const command = COMMANDS.find((c) => c.name === name);
+  let command: Command | undefined;
+  try {
+    command = findCommand(name);
+  } catch (e) {
+    if (!(e instanceof UsageError)) throw e;
+    console.error(`vmmctl: ${e.message}; run \`vmmctl --help\` for the list`);
+    return EXIT_USAGE;
+  }
   if (!command) {
     console.error(`vmmctl: unknown command "${name}"; run \`vmmctl --help\` for the list`);
     return EXIT_USAGE;
@@ -110,7 +148,12 @@ export async function main(argv: string[]): Promise<number> {
     return await command.run(positionals, flags);
   } catch (e) {
     if (e instanceof UsageError) {
-      console.error(`vmmctl ${command.name}: ${e.message}; see \`vmmctl ${command.name} --help\``);
+      console.error(`vmmctl ${command.name}: ${e.message}`);
+      console.error(
+        `usage: vmmctl [-v] ${command.name} ${
+          [flagSynopsis(command), command.args].filter(Boolean).join(" ")
+        }`,
+      );
       return EXIT_USAGE;
     }
     console.error(`vmmctl ${command.name}: ${e instanceof Error ? e.message : e}`);

@@ -40,7 +40,10 @@ export interface WorkerRequest {
   kernelImage?: Uint8Array;
   /** A {@link SerialOutputRing}'s buffer: console output is also copied there. */
   outputRing?: SharedArrayBuffer;
-  /** One Int32 slot: a {@link GuestRequest} for the guest's vmmci device (0 when none). */
+  /**
+   * Two Int32 slots: [0] a {@link GuestRequest} for the guest's vmmci device
+   * (0 when none); [1] 1 while a guest driver runs that device (the worker writes it).
+   */
   guestRequests?: SharedArrayBuffer;
   /** The VGA's shared memory, when the config has a display. */
   display?: VgaShared;
@@ -80,7 +83,7 @@ export class VmHost {
   #worker?: Worker;
   #token?: KickToken;
   #done = false;
-  readonly #guestRequests = new Int32Array(new SharedArrayBuffer(4));
+  readonly #guestRequests = new Int32Array(new SharedArrayBuffer(8));
   #hasVmmci = false;
   /** POST codes the guest wrote, with timestamps (after the VM ended). */
   postCodes: { code: number; atNs: number }[] = [];
@@ -239,10 +242,12 @@ export class VmHost {
 
   /**
    * Asks the guest to shut down or reboot through its vmmci device (the guest
-   * decides; nothing is forced). False when the VM has no vmmci device.
+   * decides; nothing is forced). False when the VM has no vmmci device or the
+   * guest runs no driver for it (vmd then powers the VM off at once).
    */
   requestGuest(request: typeof GuestRequest.SHUTDOWN | typeof GuestRequest.REBOOT): boolean {
-    if (!this.#hasVmmci || this.#done) return false;
+    // No device, or no driver for it (a guest that would never see the request).
+    if (!this.#hasVmmci || this.#done || Atomics.load(this.#guestRequests, 1) !== 1) return false;
     Atomics.store(this.#guestRequests, 0, request);
     this.control.wake();
     this.kick();

@@ -64,6 +64,7 @@ self.onmessage = async (event: MessageEvent<WorkerRequest>) => {
       const slot = new Int32Array(req.guestRequests);
       machine.timed.push({
         poll() {
+          Atomics.store(slot, 1, vmmci.driverReady() ? 1 : 0);
           const r = Atomics.exchange(slot, 0, GuestRequest.NONE);
           if (r === GuestRequest.SHUTDOWN) vmmci.requestShutdown();
           else if (r === GuestRequest.REBOOT) vmmci.requestReboot();

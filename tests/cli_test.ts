@@ -22,22 +22,23 @@ Deno.test("cli: --help lists every command with its flags; no command is a usage
   assert.match(help.stdout, /^ {2}check /m);
   assert.match(help.stdout, /--accel ACCEL/);
   const none = await vmmctl([]);
-  assert.equal(none.code, 2);
+  assert.equal(none.code, 1);
   const upHelp = await vmmctl(["up", "--help"]);
   assert.equal(upHelp.code, 0);
   assert.match(upHelp.stdout, /usage: vmmctl up \[FILE\]/);
   assert.match(upHelp.stdout, /--serial MODE/);
 });
 
-Deno.test("cli: unknown commands and flags are usage errors (exit 2) with a clear message", async () => {
+Deno.test("cli: unknown commands and flags are usage errors (exit 1, as vmctl) with a clear message", async () => {
   const r = await vmmctl(["frobnicate"]);
-  assert.equal(r.code, 2);
+  assert.equal(r.code, 1);
   assert.match(r.stderr, /unknown command "frobnicate"/);
   const f = await vmmctl(["check", "--bogus", `${tmp}/good.toml`]);
-  assert.equal(f.code, 2);
+  assert.equal(f.code, 1);
   assert.match(f.stderr, /unknown option "--bogus" for "check"/);
+  assert.match(f.stderr, /^usage: vmmctl \[-v\] check \[--json\] FILE$/m);
   const a = await vmmctl(["up", "--accel", "xen"]);
-  assert.equal(a.code, 2);
+  assert.equal(a.code, 1);
   assert.match(a.stderr, /unknown accelerator "xen"/);
 });
 

@@ -376,7 +376,7 @@ Deno.test({
       /Disk "disk0" is not a BLOCK_BASIC device.*declares "storage" \(BLOCK_BASIC\)/,
     );
     const usage = await vmmctl(["solo5", "--block:bad-name=/x", guest("blk")]);
-    assert.equal(usage.code, 2);
+    assert.equal(usage.code, 1);
     // vmmctl up: the config's [[disk]] name binds the manifest device.
     const dir = await Deno.makeTempDir({ prefix: "vmmctl-solo5-up-" });
     try {

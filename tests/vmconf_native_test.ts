@@ -166,7 +166,7 @@ Deno.test("vm.conf: definitions with errors are loaded and shown with them, neve
     assert.match(load.stderr, /vm "stranger": vm\.owner: unknown user "nosuchuser-vmctl"/);
     assert.match(load.stderr, /4 VM definitions, 3 with errors\n$/);
     const st = await vmmctl(rundir, ["status"]);
-    assert.match(st.stdout, /^ {4}- {5}- {5}- {7}- {7}- {7}- {12}- {2}invalid nodisk$/m);
+    assert.match(st.stdout, /^ {4}2 {5}- {5}- {7}- {7}- {7}- {12}- {2}invalid nodisk$/m);
     assert.match(st.stdout, / stopped good$/m);
     assert.match(st.stdout, / invalid stranger$/m);
     assert.match(st.stdout, / invalid typo$/m);

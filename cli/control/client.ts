@@ -8,6 +8,7 @@
 
 import { openProcessLibc } from "../../ffi/libc.ts";
 import { ManagedError } from "../errors.ts";
+import { debug } from "../verbose.ts";
 import {
   connectControl,
   type ControlReply,
@@ -75,6 +76,7 @@ export async function vmRequest(
   request: ControlRequest,
 ): Promise<ControlReply & { ok: true }> {
   let reply: ControlReply;
+  debug(`vm ${s.id} (${s.name}): request ${JSON.stringify(request)}`);
   try {
     reply = await controlRequest(socketPath(rundir, s.id), request);
   } catch (e) {

@@ -172,11 +172,33 @@ export function writeState(dir: string, state: VmState): void {
 }
 
 /**
- * Claims the lowest free id >= 1 by creating its state file exclusively (so
- * two starts at once never get the same id) and writes `state` there.
+ * The ids `load` gave the defined VMs (as vmd numbers its configured VMs), by
+ * name: a defined VM runs with its id, and others do not take it.
+ */
+export function reservedIds(dir: string): Map<string, number> {
+  try {
+    const ids = (JSON.parse(Deno.readTextFileSync(defsPath(dir))) as { ids?: unknown }).ids;
+    if (typeof ids !== "object" || ids === null) return new Map();
+    return new Map(
+      Object.entries(ids).filter(([, v]) => Number.isInteger(v) && v >= 1 && v <= MAX_VM_ID),
+    );
+  } catch {
+    return new Map();
+  }
+}
+
+/**
+ * Claims an id by creating its state file exclusively (so two starts at once
+ * never get the same id) and writes `state` there: the id `load` reserved for
+ * the name when it is free, else the lowest free id nobody else reserved.
  */
 export function claimId(dir: string, state: Omit<VmState, "id">): VmState {
-  for (let id = 1; id <= MAX_VM_ID; id++) {
+  const reserved = reservedIds(dir);
+  const mine = reserved.get(state.name);
+  const others = new Set([...reserved].filter(([n]) => n !== state.name).map(([, id]) => id));
+  const order = [...(mine ? [mine] : [])];
+  for (let id = 1; id <= MAX_VM_ID; id++) if (id !== mine && !others.has(id)) order.push(id);
+  for (const id of order) {
     let file: Deno.FsFile;
     try {
       file = Deno.openSync(statePath(dir, id), { write: true, createNew: true, mode: 0o644 });

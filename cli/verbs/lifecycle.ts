@@ -8,7 +8,14 @@
 import { type Command, UsageError } from "../command.ts";
 import { findRunningVm, findVm, vmRequest } from "../control/client.ts";
 import { ManagedError, reportErrors } from "../errors.ts";
-import { checkLiveness, removeVmFiles, resolveRunDir, RUNDIR_FLAG } from "../control/rundir.ts";
+import {
+  checkLiveness,
+  listStates,
+  removeVmFiles,
+  resolveRunDir,
+  RUNDIR_FLAG,
+} from "../control/rundir.ts";
+import { forgetDefinitions } from "./load.ts";
 import { openWait } from "../control/client.ts";
 
 function simpleVerb(
@@ -27,7 +34,7 @@ function simpleVerb(
       return reportErrors(async () => {
         const s = await findRunningVm(rundir, positionals[0]);
         const reply = await vmRequest(rundir, s, { op });
-        console.log(`vmmctl: ${reply.message}`);
+        console.error(`vmmctl: ${reply.message}`);
         return 0;
       });
     },
@@ -40,35 +47,86 @@ export const pauseCommand = simpleVerb(
   "pause",
 );
 export const unpauseCommand = simpleVerb("unpause", "resume a paused VM", "unpause");
-export const resetCommand = simpleVerb(
-  "reset",
+/** vmmctl's own: reboot one VM (vmctl has no such verb; its `reset` is below). */
+export const rebootCommand = simpleVerb(
+  "reboot",
   "reboot a VM: the machine is built again from its config, in the same process",
   "reset",
 );
 
+const RESET_MODES = ["all", "switches", "vms"] as const;
+
+/**
+ * vmctl's `reset [all|switches|vms]`: vms stops every VM at once and forgets
+ * the loaded definitions, switches forgets the switches (vmmctl keeps no
+ * switch state of its own yet), all does both. Like vmctl, quiet on success.
+ */
+export const resetCommand: Command = {
+  name: "reset",
+  summary:
+    "reset the running state: all (default), switches, or vms (stop every VM, forget definitions)",
+  args: "[all | switches | vms]",
+  flags: { rundir: RUNDIR_FLAG },
+  run(positionals, flags) {
+    const mode = (positionals[0] ?? "all").toLowerCase();
+    if (positionals.length > 1 || !(RESET_MODES as readonly string[]).includes(mode)) {
+      throw new UsageError("reset takes all, switches or vms");
+    }
+    const rundir = resolveRunDir(flags.rundir as string | undefined);
+    return reportErrors(async () => {
+      if (mode === "switches") return 0;
+      let status = 0;
+      const live = [];
+      for (const s of listStates(rundir)) {
+        if (await checkLiveness(rundir, s) === "alive") live.push(s);
+        else removeVmFiles(rundir, s.id);
+      }
+      await Promise.all(live.map(async (s) => {
+        try {
+          const waiting = await openWait(rundir, s);
+          await vmRequest(rundir, s, { op: "stop", force: true, timeoutMs: 0 });
+          await waiting.ended;
+        } catch (e) {
+          if (!(e instanceof ManagedError)) throw e;
+          console.error(`vmmctl: ${e.message}`);
+          status = 1;
+        }
+      }));
+      forgetDefinitions(rundir);
+      return status;
+    });
+  },
+};
+
 export const waitCommand: Command = {
   name: "wait",
-  summary: "wait until a VM stops; exit with its exit status",
+  summary: "wait until a VM stops (exit 0; the guest's status goes to the log and --json)",
   args: "NAME|ID",
-  flags: { rundir: RUNDIR_FLAG },
+  flags: {
+    json: { type: "boolean", description: "print how the VM ended as JSON on stdout" },
+    rundir: RUNDIR_FLAG,
+  },
   run(positionals, flags) {
     if (positionals.length !== 1) throw new UsageError("wait needs one NAME or ID");
     const rundir = resolveRunDir(flags.rundir as string | undefined);
     return reportErrors(async () => {
       const s = findVm(rundir, positionals[0]);
+      let end: { exitStatus?: number; outcome?: string };
       if (await checkLiveness(rundir, s) === "dead") {
-        if (s.state === "died") return s.exitStatus ?? 1;
-        removeVmFiles(rundir, s.id);
-        throw new ManagedError(`VM "${s.name}" is not running: its process (pid ${s.pid}) is gone`);
+        if (s.state !== "died") {
+          removeVmFiles(rundir, s.id);
+          throw new ManagedError(`vm ${s.name} is not running: its process (pid ${s.pid}) is gone`);
+        }
+        end = { exitStatus: s.exitStatus, outcome: s.outcome };
+        Deno.stderr.writeSync(new TextEncoder().encode(`waiting for vm ${s.name}: `));
+      } else {
+        // vmctl's line is written in two parts: before and after the wait.
+        Deno.stderr.writeSync(new TextEncoder().encode(`waiting for vm ${s.name}: `));
+        end = await (await openWait(rundir, s)).ended;
       }
-      const end = await (await openWait(rundir, s)).ended;
-      if (end.exitStatus === undefined) {
-        throw new ManagedError(
-          `VM "${s.name}" ended without an exit status (its process was killed?)`,
-        );
-      }
-      if (end.outcome) console.error(`vmmctl: VM "${s.name}": ${end.outcome}`);
-      return end.exitStatus;
+      console.error(`terminated vm ${s.id}`);
+      if (flags.json) console.log(JSON.stringify({ id: s.id, name: s.name, ...end }));
+      return 0;
     });
   },
 };

@@ -23,6 +23,8 @@ import {
   defsPath,
   ensureRunDir,
   errorText,
+  listStates,
+  reservedIds,
   resolveRunDir,
   RUNDIR_FLAG,
 } from "../control/rundir.ts";
@@ -43,9 +45,42 @@ export function rememberedPaths(rundir: string): RememberedPaths {
   }
 }
 
-function remember(rundir: string, paths: string[]): void {
+/**
+ * Remembers `paths` and numbers the VMs they define: a name keeps its id
+ * across reloads, a new one gets the lowest id neither reserved nor running.
+ */
+function remember(rundir: string, paths: string[], set: DefinitionSet): void {
   ensureRunDir(rundir);
-  Deno.writeTextFileSync(defsPath(rundir), JSON.stringify({ paths }, null, 2) + "\n");
+  const old = reservedIds(rundir);
+  const running = new Map(listStates(rundir).map((s) => [s.name, s.id]));
+  const ids: Record<string, number> = {};
+  const taken = new Set<number>();
+  const names = [...new Set(set.definitions.map((d) => d.name))];
+  for (const n of names) {
+    const id = running.get(n) ?? old.get(n);
+    if (id !== undefined && !taken.has(id)) {
+      ids[n] = id;
+      taken.add(id);
+    }
+  }
+  for (const s of listStates(rundir)) taken.add(s.id);
+  let next = 1;
+  for (const n of names) {
+    if (ids[n] !== undefined) continue;
+    while (taken.has(next)) next++;
+    ids[n] = next;
+    taken.add(next);
+  }
+  Deno.writeTextFileSync(defsPath(rundir), JSON.stringify({ paths, ids }, null, 2) + "\n");
+}
+
+/** Forgets every loaded path (`reset vms`). */
+export function forgetDefinitions(rundir: string): void {
+  try {
+    Deno.removeSync(defsPath(rundir));
+  } catch {
+    // nothing loaded
+  }
 }
 
 /** The definitions of every remembered path (paths gone since are skipped quietly). */
@@ -100,7 +135,7 @@ export const loadCommand: Command = {
       const set = readDefinitions([path]);
       const paths = rememberedPaths(rundir).paths;
       if (!paths.includes(path)) paths.push(path);
-      remember(rundir, paths);
+      remember(rundir, paths, readDefinitions(paths));
       return Promise.resolve(reportDefinitions(set, `loaded ${path}`));
     });
   },
@@ -119,11 +154,10 @@ export const reloadCommand: Command = {
       if (paths.length === 0) {
         mustExist(DEFAULT_VMCONF_PATH);
         paths = [DEFAULT_VMCONF_PATH];
-        remember(rundir, paths);
       }
-      return Promise.resolve(
-        reportDefinitions(readDefinitions(paths), `reloaded ${paths.join(", ")}`),
-      );
+      const set = readDefinitions(paths);
+      remember(rundir, paths, set);
+      return Promise.resolve(reportDefinitions(set, `reloaded ${paths.join(", ")}`));
     });
   },
 };

@@ -9,7 +9,7 @@
  * @module
  */
 
-import { type Command, UsageError } from "../command.ts";
+import { type Command, EXIT_FAILURE, UsageError } from "../command.ts";
 import { loadDefinitions } from "./load.ts";
 import { ManagedError, reportErrors } from "../errors.ts";
 import { ownerText } from "../control/client.ts";
@@ -17,6 +17,7 @@ import {
   checkLiveness,
   listStates,
   removeVmFiles,
+  reservedIds,
   resolveRunDir,
   RUNDIR_FLAG,
   type VmState,
@@ -126,16 +127,18 @@ export async function collectStatus(
   const defined = loadDefinitions(rundir).definitions
     .filter((d) => !live.has(d.name))
     .sort((a, b) => a.name.localeCompare(b.name));
+  const ids = reservedIds(rundir);
   for (const d of defined) {
     const c = d.config;
     rows.push({
-      id: null,
+      id: ids.get(d.name) ?? null,
       pid: null,
       vcpus: c?.vm.vcpus ?? 0,
       maxmemBytes: c?.vm.memoryBytes ?? 0,
       curmemBytes: null,
       tty: null,
-      owner: c?.vm.owner ? ownerText({ owner: c.vm.owner } as VmState) : "-",
+      // vmd shows root for a VM without an owner: root is who may start it.
+      owner: c?.vm.owner ? ownerText({ owner: c.vm.owner } as VmState) : (c ? "root" : "-"),
       state: c ? "stopped" : "invalid",
       name: d.name,
       ...(c ? {} : { errors: d.errors }),
@@ -183,7 +186,8 @@ function statusRun(positionals: string[], flags: Record<string, unknown>): Promi
       }
       removeVmFiles(rundir, s.id);
     }
-    return 0;
+    // vmctl exits 1 when it had nothing to show.
+    return shown.length ? 0 : EXIT_FAILURE;
   });
 }
 

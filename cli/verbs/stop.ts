@@ -24,12 +24,14 @@ const DEFAULT_STOP_TIMEOUT_MS = 30_000;
 
 export const stopCommand: Command = {
   name: "stop",
-  summary: "stop a VM: ask the guest to power off, force it after a timeout (-f: at once)",
+  summary: "stop a VM: ask the guest to power off (vmmci), -f: at once",
   args: "NAME|ID | -a",
   description: [
-    "Without -f the VM gets a power-off request: vmmci once the machine has it; until",
-    "then, --keys TEXT types TEXT on its console (e.g. 'poweroff\\r' for a shell). A",
-    "guest that has not powered off after --timeout seconds (default 30) is forced off.",
+    "Without -f the guest gets a vmmci shutdown request when it runs a vmmci driver",
+    "(OpenBSD guests do), or --keys TEXT typed on its console (e.g. 'poweroff\\r');",
+    "one that has not powered off after --timeout seconds (default 30) is forced off.",
+    "A guest with neither is powered off at once, as vmd does. -f returns once the VM",
+    "is gone; -w waits for that after a graceful request too.",
   ].join("\n"),
   flags: {
     force: { type: "boolean", short: "f", description: "end the VM at once" },
@@ -73,20 +75,19 @@ export const stopCommand: Command = {
       }
       let status = 0;
       for (const s of targets) {
+        const force = flags.force === true;
         try {
-          // Wait first, so a VM that ends at once cannot be missed.
-          const waiting = flags.wait ? await openWait(rundir, s) : undefined;
+          // Wait first, so a VM that ends at once cannot be missed; -f always waits.
+          const waiting = flags.wait || force ? await openWait(rundir, s) : undefined;
           const reply = await vmRequest(rundir, s, {
             op: "stop",
-            force: flags.force === true,
+            force,
             timeoutMs,
             keys: flags.keys as string | undefined,
           });
-          console.log(`stopping VM "${s.name}": ${reply.message}`);
-          if (waiting) {
-            const end = await waiting.ended;
-            console.log(`VM "${s.name}" is gone${end.outcome ? `: ${end.outcome}` : ""}`);
-          }
+          if (waiting) await waiting.ended;
+          const said = flags.wait ? `terminated vm ${s.id}` : reply.message;
+          console.error(`stopping vm ${s.name}: ${said}`);
         } catch (e) {
           if (!(e instanceof ManagedError)) throw e;
           console.error(`vmmctl: ${e.message}`);

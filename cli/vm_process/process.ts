@@ -262,7 +262,10 @@ class ManagedVm {
     const outcome = await this.#lifetime();
     const status = exitStatus(outcome);
     const clean = outcome.kind === "poweroff" || outcome.kind === "stopped";
-    this.#log!.message(`VM "${name}" (id ${id}) ended: ${describeOutcome(outcome)}`);
+    // A stop asked for is not a crash: where the guest was goes to the verbose log only.
+    const ended = outcome.kind === "stopped" ? { kind: "stopped" as const } : outcome;
+    this.#log!.message(`VM "${name}" (id ${id}) ended: ${describeOutcome(ended)}`);
+    if (ended !== outcome) this.#verbose(describeOutcome(outcome));
     if (clean) {
       removeVmFiles(this.#dir, id);
     } else {
@@ -276,7 +279,7 @@ class ManagedVm {
         // already gone
       }
     }
-    const reply: ControlReply = { ok: true, exitStatus: status, outcome: describeOutcome(outcome) };
+    const reply: ControlReply = { ok: true, exitStatus: status, outcome: describeOutcome(ended) };
     await Promise.all(this.#waiters.map((c) => sendLine(c, reply).catch(() => {})));
     for (const c of this.#waiters) closeQuietly(c);
     await this.#consoleQueue;
@@ -331,24 +334,24 @@ class ManagedVm {
         return { ok: true, message: JSON.stringify(this.#state) };
       case "pause":
         if (this.#state.state === "paused") {
-          return { ok: true, message: `VM ${id} is already paused` };
+          return { ok: true, message: `vm ${id} is already paused` };
         }
         await host.pause();
         this.#setState("paused");
         this.#log?.message(`VM "${name}" paused`);
-        return { ok: true, message: `paused VM ${id} successfully` };
+        return { ok: true, message: `paused vm ${id} successfully` };
       case "unpause":
         if (this.#state.state !== "paused") {
-          return { ok: false, error: `VM "${name}" is not paused` };
+          return { ok: false, error: `vm ${id} is not paused` };
         }
         host.resume();
         this.#setState("running");
         this.#log?.message(`VM "${name}" unpaused`);
-        return { ok: true, message: `unpaused VM ${id} successfully` };
+        return { ok: true, message: `unpaused vm ${id} successfully` };
       case "reset":
         this.#resetPending = true;
         host.stop();
-        return { ok: true, message: `resetting VM ${id}` };
+        return { ok: true, message: `rebooting vm ${id}` };
       case "stop":
         return this.#stop(req.force, req.timeoutMs, req.keys);
       case "wait":
@@ -374,29 +377,37 @@ class ManagedVm {
     const name = this.#config.vm.name;
     const host = this.#host!;
     if (force) {
-      this.#log?.message(`VM "${name}" forced off`);
+      this.#log?.message(`vm "${name}" forced off`);
       host.stop();
-      return { ok: true, message: `forced to stop VM ${id}` };
+      return { ok: true, message: `forced to terminate vm ${id}` };
     }
     if (this.#state.state === "paused") host.resume(); // a paused guest cannot power off
     this.#setState("stopping");
-    // The request: vmmci when the guest has a driver for it (OpenBSD, and Linux
-    // guests do not), and the keys typed on the console when given; the timeout
-    // then forces the VM off.
+    // The request: vmmci when the guest runs a driver for it (OpenBSD does,
+    // Linux does not), and the keys typed on the console when given. With
+    // neither, the guest could never hear it: power off at once, as vmd does.
     const asked: string[] = [];
     if (host.requestGuest(GuestRequest.SHUTDOWN)) asked.push("sent a vmmci shutdown request");
     if (keys) {
       this.#input(new TextEncoder().encode(keys));
       asked.push(`typed ${JSON.stringify(keys)} on its console`);
     }
-    const how = asked.length ? asked.join(" and ") : "no way to ask the guest (no vmmci device)";
+    if (asked.length === 0) {
+      this.#log?.message(
+        `stop requested for vm "${name}": no vmmci driver in the guest: powered off`,
+      );
+      host.stop();
+      return { ok: true, message: `requested to shutdown vm ${id}` };
+    }
     clearTimeout(this.#stopTimer);
     this.#stopTimer = setTimeout(() => {
-      this.#log?.message(`VM "${name}" did not power off within ${timeoutMs} ms: forcing it off`);
+      this.#log?.message(`vm "${name}" did not power off within ${timeoutMs} ms: forcing it off`);
       host.stop();
     }, timeoutMs);
-    this.#log?.message(`stop requested for VM "${name}": ${how}; forcing after ${timeoutMs} ms`);
-    return { ok: true, message: `requested to shut down VM ${id}` };
+    this.#log?.message(
+      `stop requested for vm "${name}": ${asked.join(" and ")}; forcing after ${timeoutMs} ms`,
+    );
+    return { ok: true, message: `requested to shutdown vm ${id}` };
   }
 
   async #attach(conn: Deno.Conn, rest: Uint8Array): Promise<ControlReply | "keep"> {

@@ -30,7 +30,12 @@
 
 import { guestLog } from "../../core/device.ts";
 import type { VirtioPciIds } from "./pci_transport.ts";
-import { featureBit, VIRTIO_ID_VMMCI, type VirtioBackend } from "./virtio.ts";
+import {
+  featureBit,
+  VIRTIO_ID_VMMCI,
+  VIRTIO_STATUS_DRIVER_OK,
+  type VirtioBackend,
+} from "./virtio.ts";
 
 /** Feature: the guest may read the host's time from the configuration. */
 export const VMMCI_F_TIMESYNC = 0n;
@@ -62,6 +67,8 @@ export interface VmmciOptions {
 /** The transport the device raises its configuration interrupt through. */
 export interface VmmciTransport {
   configChanged(): void;
+  /** The device status the driver wrote (virtio's status register). */
+  readonly status: number;
 }
 
 /** OpenBSD's VMM control device. */
@@ -95,6 +102,14 @@ export class Vmmci implements VirtioBackend {
   /** Connects the transport (for the configuration interrupt). */
   bind(transport: VmmciTransport): void {
     this.#transport = transport;
+  }
+
+  /**
+   * Whether a guest driver runs the device (DRIVER_OK): without one a request
+   * would never be seen, and vmd powers such a VM off at once instead.
+   */
+  driverReady(): boolean {
+    return ((this.#transport?.status ?? 0) & VIRTIO_STATUS_DRIVER_OK) !== 0;
   }
 
   /** Asks the guest to shut down. */

@@ -62,3 +62,16 @@ Deno.test("vmmci: the time fields give the host clock in seconds and microsecond
   assert.equal(sec, 1_700_000_123);
   assert.equal(usec, 456_500);
 });
+
+Deno.test("vmmci: driverReady once the guest driver set DRIVER_OK, not before or after a reset", () => {
+  const { ci, dev } = setup();
+  assert.equal(ci.driverReady(), false);
+  outN(dev.legacy, VIRTIO_PCI_STATUS, 1, 1);
+  outN(dev.legacy, VIRTIO_PCI_STATUS, 1, 3);
+  assert.equal(ci.driverReady(), false, "ACKNOWLEDGE|DRIVER is not yet a running driver");
+  outN(dev.legacy, VIRTIO_PCI_STATUS, 1, 7);
+  assert.equal(ci.driverReady(), true);
+  outN(dev.legacy, VIRTIO_PCI_STATUS, 1, 0);
+  assert.equal(ci.driverReady(), false);
+  assert.equal(new Vmmci({ clock: () => 0 }).driverReady(), false, "unbound");
+});
