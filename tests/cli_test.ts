@@ -115,3 +115,18 @@ Deno.test({
     assert.equal(status.code, 0, "the guest powered off on 'q' typed on the pty");
   },
 });
+
+Deno.test("cli: commands by unique prefix (stat, sh, che), ambiguous ones refused; global -v", async () => {
+  const env = { VMMCTL_RUNDIR: `${tmp}/run` };
+  const stat = await vmmctl(["stat"], { env });
+  assert.equal(stat.stdout, (await vmmctl(["status"], { env })).stdout);
+  assert.match(stat.stdout, /^ {3}ID {3}PID VCPUS/);
+  assert.equal(stat.code, 1, "an empty table");
+  assert.match((await vmmctl(["sh"], { env })).stdout, /^ {3}ID/);
+  assert.equal((await vmmctl(["che", `${tmp}/good.toml`])).code, 0);
+  const st = await vmmctl(["st"], { env });
+  assert.equal(st.code, 1);
+  assert.match(st.stderr, /^vmmctl: ambiguous argument: st \(start, stop, status\)/);
+  const verbose = await vmmctl(["-v", "stat"], { env });
+  assert.equal(verbose.stdout, stat.stdout);
+});
