@@ -13,6 +13,7 @@ import { startCommand } from "./verbs/start.ts";
 import { stopCommand } from "./verbs/stop.ts";
 import { showCommand, statusCommand } from "./verbs/status.ts";
 import { consoleCommand } from "./verbs/console.ts";
+import { screendumpCommand } from "./verbs/screendump.ts";
 import {
   pauseCommand,
   rebootCommand,
@@ -51,6 +52,7 @@ export const COMMANDS: readonly Command[] = [
   statusCommand,
   showCommand,
   consoleCommand,
+  screendumpCommand,
   pauseCommand,
   unpauseCommand,
   resetCommand,

@@ -197,3 +197,53 @@ Deno.test({
 });
 
 if (!kvmAvailable()) console.error(`display tests: ${NO_KVM_MESSAGE}`);
+
+Deno.test({
+  name: "display: vmmctl start, console --vnc, screendump (text and PNG) of a managed VM",
+  ignore: !kvmAvailable(),
+  async fn() {
+    const { setUp, vmmctl } = await import("./vmctl_helpers.ts");
+    const { rundir, dir, cleanup } = await setUp();
+    try {
+      const config = `${dir}/screen.toml`;
+      await Deno.writeTextFile(
+        config,
+        [
+          "[vm]",
+          'name = "screen"',
+          'memory = "16M"',
+          'accel = "kvm"',
+          "[boot]",
+          `kernel = "${guestPath("vga")}"`,
+          "[display]",
+          'type = "vga"',
+          'vnc = "127.0.0.1:0"',
+        ].join("\n") + "\n",
+      );
+      const started = await vmmctl(rundir, ["start", config]);
+      assert.equal(started.code, 0, started.stderr);
+      let where = "";
+      let text = "";
+      for (let i = 0; i < 200 && !/vmmctl VGA text/.test(text); i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        const c = await vmmctl(rundir, ["console", "--vnc", "screen"]);
+        where = c.stdout;
+        const t = await vmmctl(rundir, ["screendump", "--text", "screen", "-"]);
+        text = t.stdout;
+      }
+      assert.match(where, /^vnc 127\.0\.0\.1:\d+$/m);
+      assert.equal(text.split("\n")[2], "vmmctl VGA text");
+      const png = `${dir}/screen.png`;
+      const p = await vmmctl(rundir, ["screendump", "screen", png]);
+      assert.equal(p.code, 0, p.stderr);
+      const { decodePng } = await import("./chromium.ts");
+      const f = decodePng(await Deno.readFile(png));
+      assert.deepEqual([f.width, f.height], [720, 400]);
+      assert.deepEqual(pixel(f, 0, 32), EGA_BLUE);
+      const none = await vmmctl(rundir, ["screendump", "nosuchvm", png]);
+      assert.notEqual(none.code, 0);
+    } finally {
+      await cleanup();
+    }
+  },
+});

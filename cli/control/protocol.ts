@@ -35,7 +35,9 @@ export type ControlRequest =
   }
   | { op: "wait" }
   | { op: "console" }
-  | { op: "log-level"; level: LogLevel };
+  | { op: "log-level"; level: LogLevel }
+  /** The screen of a VM with a display; `length` bytes follow the reply line. */
+  | { op: "screendump"; format: "png" | "text" };
 
 /** A VM process's reply. */
 export type ControlReply =
@@ -45,6 +47,8 @@ export type ControlReply =
     message?: string;
     /** For `wait`: the VM process's exit status and how the VM ended. */
     exitStatus?: number;
+    /** For `screendump`: how many raw bytes follow the reply line. */
+    length?: number;
     outcome?: string;
   }
   | { ok: false; error: string };

@@ -48,6 +48,8 @@ export interface VmState {
   exitStatus?: number;
   /** Set when `state` is "died": how the VM ended. */
   outcome?: string;
+  /** Where its graphical console listens, when it has one. */
+  display?: { vnc?: string; web?: string };
 }
 
 /** The `--rundir` flag every managed-VM verb takes. */

@@ -127,6 +127,9 @@ async function boot(
     worker: machineWorker(config, opts.kernelImage),
     onStarted: (boot) => {
       if (opts.verbose) console.error(`vmmctl: ${config.vm.name}: ${boot}`);
+      const d = host.display?.endpoints;
+      if (d?.vnc) console.error(`vmmctl: ${config.vm.name}: VNC on ${d.vnc}`);
+      if (d?.web) console.error(`vmmctl: ${config.vm.name}: web console on ${d.web}`);
     },
   });
   const onTerm = () => host.stop();

@@ -203,6 +203,12 @@ class ManagedVm {
         worker: machineWorker(this.#config, kernelImage),
         onStarted: (boot) => {
           this.#verbose(`booted: ${boot}`);
+          const endpoints = host.display?.endpoints;
+          if (endpoints) {
+            this.#state.display = { ...endpoints };
+            writeState(this.#dir, this.#state);
+            this.#log?.message(`display: ${JSON.stringify(endpoints)}`);
+          }
           resolveStart({ ok: true });
         },
         onSerialOutput: (bytes) => this.#output(bytes),
@@ -359,6 +365,8 @@ class ManagedVm {
         return "keep";
       case "console":
         return await this.#attach(conn, rest);
+      case "screendump":
+        return await this.#screendump(req.format, conn);
       case "log-level":
         this.#state.logLevel = req.level === "verbose" ? "verbose" : "brief";
         writeState(this.#dir, this.#state);
@@ -370,6 +378,29 @@ class ManagedVm {
           error: `unknown request ${JSON.stringify((req as { op: unknown }).op)}`,
         };
     }
+  }
+
+  /** Sends the screen after the reply line, then closes the connection. */
+  async #screendump(format: "png" | "text", conn: Deno.Conn): Promise<ControlReply | "keep"> {
+    const display = this.#host?.display;
+    const name = this.#config.vm.name;
+    if (!display) {
+      return { ok: false, error: `vm "${name}" has no display ([display] type = "vga")` };
+    }
+    let bytes: Uint8Array;
+    if (format === "text") {
+      const text = display.screendumpText();
+      if (text === undefined) {
+        return { ok: false, error: `vm "${name}" shows graphics, not text: dump it as PNG` };
+      }
+      bytes = new TextEncoder().encode(text);
+    } else {
+      bytes = display.screendumpPng();
+    }
+    await sendLine(conn, { ok: true, length: bytes.length }).catch(() => {});
+    await writeAll(conn, bytes).catch(() => {});
+    closeQuietly(conn);
+    return "keep";
   }
 
   #stop(force: boolean, timeoutMs: number, keys: string | undefined): ControlReply {
