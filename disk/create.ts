@@ -15,7 +15,7 @@
 import { DiskError, DiskOpenError } from "./errors.ts";
 import { ImageFile } from "./file.ts";
 import { type DiskImageFormat, openDiskImage } from "./image.ts";
-import { resolveBackingPath } from "./qcow2.ts";
+import { resolveBackingPath } from "./qcow2_backing.ts";
 import {
   encodeQcow2Header,
   QCOW2_DEFAULT_REFCOUNT_ORDER,

@@ -36,8 +36,34 @@ export interface ImageFileOptions {
   lock?: boolean;
 }
 
+/**
+ * What the format engines need of a file: positioned reads and writes and
+ * fdatasync. {@linkcode ImageFile} is the real one; tests put recorders and
+ * power-loss simulators here.
+ */
+export interface BlockFile {
+  /** The path it was opened with (for messages). */
+  readonly path: string;
+  /** Whether writes are refused. */
+  readonly readonly: boolean;
+  /** Whether {@linkcode BlockFile.close} has run. */
+  readonly closed: boolean;
+  /** Current size in bytes. */
+  sizeBytes(): number;
+  /** Reads `into.length` bytes at `offset`; throws {@linkcode DiskIoError} at end of file. */
+  read(offset: number, into: Uint8Array): void;
+  /** Reads up to `into.length` bytes at `offset`; returns the count (short only at end of file). */
+  readUpTo(offset: number, into: Uint8Array): number;
+  /** Writes all of `data` at `offset`. */
+  write(offset: number, data: Uint8Array): void;
+  /** Makes every completed write durable (fdatasync). */
+  syncData(): void;
+  /** Closes the file. Idempotent. */
+  close(): void;
+}
+
 /** An open image file (regular file or block device). */
-export class ImageFile {
+export class ImageFile implements BlockFile {
   /** The path it was opened with (for messages). */
   readonly path: string;
   /** Whether the descriptor lacks write access. */
@@ -207,7 +233,7 @@ export function hasQcow2Magic(head: Uint8Array): boolean {
 }
 
 /** Detects the format of an open image by its first bytes: qcow2 by magic, raw otherwise. */
-export function probeFormat(file: ImageFile): "raw" | "qcow2" {
+export function probeFormat(file: BlockFile): "raw" | "qcow2" {
   const head = new Uint8Array(4);
   const n = file.readUpTo(0, head);
   return n === 4 && hasQcow2Magic(head) ? "qcow2" : "raw";

@@ -494,3 +494,53 @@ export function encodeQcow2Header(fields: NewQcow2Header): Uint8Array {
   }
   return out;
 }
+
+/** L1 entry bits that must be zero (1-8 and 56-62), in the high and low words. */
+export const QCOW2_L1_RESERVED_HI = 0x7f000000;
+/** L1 entry bits that must be zero (bits 0-8), low word. */
+export const QCOW2_L1_RESERVED_LO = 0x000001ff;
+/** Standard L2 entry bits that must be zero (bits 56-61), high word. */
+export const QCOW2_L2_RESERVED_HI = 0x3f000000;
+/** Standard L2 entry bits that must be zero (bits 1-8), low word. */
+export const QCOW2_L2_RESERVED_LO = 0x000001fe;
+
+const TWO32 = 2 ** 32;
+
+/** The host offset (bits 9-55) of an L1, L2 or refcount table entry given as two 32-bit words. */
+export function qcow2EntryOffset(hi: number, lo: number): number {
+  return (hi & QCOW2_OFFSET_MASK_HI) * TWO32 + ((lo & QCOW2_OFFSET_MASK_LO) >>> 0);
+}
+
+/** Stores a table entry: `offset` with the flags of the high word (`flagsHi`). */
+export function qcow2SetEntry(
+  view: DataView,
+  index: number,
+  offset: number,
+  flagsHi: number,
+): void {
+  view.setUint32(index * 8, (Math.floor(offset / TWO32) | flagsHi) >>> 0);
+  view.setUint32(index * 8 + 4, offset % TWO32);
+}
+
+/**
+ * File range `[start, length]` of a compressed cluster's data, from its L2
+ * entry's words: the offset takes `70 - cluster_bits` bits, the count of extra
+ * 512-byte sectors the rest. Undefined when the offset is beyond 8 PiB.
+ */
+export function qcow2CompressedRange(
+  clusterBits: number,
+  hi: number,
+  lo: number,
+): [number, number] | undefined {
+  const offsetBits = 70 - clusterBits;
+  const hiOffsetBits = offsetBits - 32;
+  const offsetHi = hi & ((1 << hiOffsetBits) - 1);
+  if (offsetHi >= 2 ** 21) return undefined;
+  const start = offsetHi * TWO32 + lo;
+  const sectorBits = 62 - offsetBits;
+  const sectors = ((hi >>> hiOffsetBits) & ((1 << sectorBits) - 1)) + 1;
+  return [
+    start,
+    sectors * QCOW2_COMPRESSED_SECTOR_BYTES - (start % QCOW2_COMPRESSED_SECTOR_BYTES),
+  ];
+}

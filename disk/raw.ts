@@ -13,7 +13,7 @@
  */
 
 import { checkDiskRange, DiskReadOnlyError } from "./errors.ts";
-import { hasQcow2Magic, ImageFile } from "./file.ts";
+import { type BlockFile, hasQcow2Magic, ImageFile } from "./file.ts";
 import type { DiskImage } from "./image.ts";
 
 /** Options of the {@linkcode RawImage} constructor. */
@@ -27,7 +27,7 @@ export interface RawImageOptions {
   probed?: boolean;
 }
 
-/** A raw image over an {@linkcode ImageFile}. */
+/** A raw image over a {@linkcode BlockFile}. */
 export class RawImage implements DiskImage {
   /** Size of the file or block device when opened. */
   readonly sizeBytes: number;
@@ -35,11 +35,11 @@ export class RawImage implements DiskImage {
   readonly format = "raw" as const;
   /** The image's path. */
   readonly path: string;
-  #file: ImageFile;
+  #file: BlockFile;
   #probed: boolean;
 
   /** Wraps an open file; the image owns it from now on. */
-  constructor(file: ImageFile, options: RawImageOptions = {}) {
+  constructor(file: BlockFile, options: RawImageOptions = {}) {
     this.#file = file;
     this.path = file.path;
     this.readonly = file.readonly;
