@@ -32,8 +32,9 @@ import { checkDiskRange, DiskFormatError, DiskIoError, DiskReadOnlyError } from 
 import { type BlockFile, ImageFile } from "./file.ts";
 import type { DiskImage } from "./image.ts";
 import { openBacking, resolveBackingPath } from "./qcow2_backing.ts";
+import { checkQcow2Image, type ClusterUse, qcow2GrowthLimitBytes } from "./qcow2_check.ts";
 import { ClusterMap, type Mapping } from "./qcow2_map.ts";
-import { RefcountAllocator } from "./qcow2_refcounts.ts";
+import { type ClusterKind, RefcountAllocator } from "./qcow2_refcounts.ts";
 import {
   parseQcow2Header,
   QCOW2_HDR_AUTOCLEAR_FEATURES,
@@ -88,6 +89,8 @@ export class Qcow2Image implements DiskImage {
   readonly #clusterBits: number;
   readonly #map: ClusterMap;
   readonly #refcounts: RefcountAllocator;
+  /** What the tables say each host cluster holds (writable images only). */
+  readonly #use: ClusterUse | undefined;
   /** [offset, length] ranges whose refcounts drop once the pointers' removal is on disk. */
   #pendingFrees: [number, number][] = [];
   #inWriteBack = false;
@@ -140,11 +143,40 @@ export class Qcow2Image implements DiskImage {
       cacheTables,
       readLenient,
       writeBackAll,
-      allocate: () => this.#allocate(),
+      allocateTable: () => this.#allocate("metadata"),
       refcount: (cluster) => this.#refcounts.get(cluster),
       releaseLater: (offset, length) => this.#pendingFrees.push([offset, length]),
       corrupt,
     });
+    const fileBytes = file.sizeBytes();
+    const map = this.#map;
+    const refcounts = this.#refcounts;
+    this.#use = checkQcow2Image({
+      version: header.version,
+      clusterBits: header.clusterBits,
+      fileBytes,
+      l1Offset: header.l1TableOffset,
+      l1Entries: header.l1Size,
+      l2TableOffset: (i) => map.l2TableOffset(i),
+      decode: (hi, lo) => map.decode(hi, lo),
+      reftableOffset: header.refcountTableOffset,
+      reftableBytes: refcounts.tableBytes,
+      reftableEntries: refcounts.tableEntries,
+      refblockOffset: (i) => refcounts.blockOffset(i),
+      refcount: (c) => refcounts.get(c),
+      readLenient,
+      corrupt,
+    }, !file.readonly);
+    if (this.#use !== undefined) {
+      const limit = qcow2GrowthLimitBytes(
+        fileBytes,
+        header.sizeBytes,
+        header.clusterBits,
+        this.refcountBits,
+        header.l1Size,
+      );
+      refcounts.guard(this.#use, limit);
+    }
   }
 
   /** Opens `path` as a qcow2 image. */
@@ -376,6 +408,9 @@ export class Qcow2Image implements DiskImage {
       this.#map.set(guest, m.host);
     }
     this.#guardMetadata(m.host);
+    if (this.#use?.isShared(m.host / this.clusterBytes)) {
+      this.#corrupt(`host cluster at offset ${m.host} is named by more than one L2 entry`);
+    }
     return m.host;
   }
 
@@ -398,7 +433,7 @@ export class Qcow2Image implements DiskImage {
       this.#guardMetadata(m.host);
       dest = m.host;
     } else {
-      dest = this.#allocate();
+      dest = this.#allocate("data");
     }
     this.#file.write(dest, contents);
     this.#map.set(guestCluster, dest);
@@ -420,8 +455,8 @@ export class Qcow2Image implements DiskImage {
   }
 
   /** A new counted cluster (for data or an L2 table). */
-  #allocate(): number {
-    const host = this.#refcounts.allocate();
+  #allocate(kind: ClusterKind): number {
+    const host = this.#refcounts.allocate(kind);
     this.#inflated = undefined;
     return host;
   }
@@ -436,7 +471,8 @@ export class Qcow2Image implements DiskImage {
     if (
       host === 0 || overlaps(this.#map.l1Offset, this.#map.l1Bytes) ||
       overlaps(this.#refcounts.tableOffset, this.#refcounts.tableBytes) ||
-      this.#map.cachesTable(host) || this.#refcounts.cachesBlock(host)
+      this.#map.cachesTable(host) || this.#refcounts.cachesBlock(host) ||
+      this.#use?.isMetadata(host / this.clusterBytes)
     ) {
       this.#corrupt(`a guest cluster maps onto metadata at offset ${host}`);
     }
@@ -502,6 +538,10 @@ export class Qcow2Image implements DiskImage {
   }
 
   #corrupt(why: string): never {
-    throw new DiskFormatError(this.path, `Corrupt qcow2 image "${this.path}": ${why}`);
+    throw new DiskFormatError(
+      this.path,
+      `Corrupt qcow2 image "${this.path}": ${why}; check and repair it with ` +
+        `"qemu-img check -r all ${this.path}"`,
+    );
   }
 }

@@ -13,6 +13,10 @@
 import type { BlockFile } from "./file.ts";
 import { MetadataCache, type MetadataTable, metadataTable } from "./qcow2_cache.ts";
 import {
+  QCOW2_L1_RESERVED_HI,
+  QCOW2_L1_RESERVED_LO,
+  QCOW2_L2_RESERVED_HI,
+  QCOW2_L2_RESERVED_LO,
   QCOW2_OFLAG_COMPRESSED_HI,
   QCOW2_OFLAG_COPIED_HI,
   QCOW2_OFLAG_ZERO_LO,
@@ -41,7 +45,7 @@ export interface ClusterMapOptions {
   /** Writes all dirty metadata back (when the cache is full of dirty tables). */
   writeBackAll(): void;
   /** A new counted cluster for an L2 table. */
-  allocate(): number;
+  allocateTable(): number;
   /** The refcount of a cluster. */
   refcount(cluster: number): number;
   /** Drops a reference to `[offset, offset + length)` once the pointer's removal is on disk. */
@@ -73,6 +77,11 @@ export class ClusterMap {
     this.#cache = new MetadataCache(o.cacheTables, this.#cs, o.readLenient, o.writeBackAll);
   }
 
+  /** Number of L1 entries. */
+  get l1Entries(): number {
+    return this.#l1Bytes.length / 8;
+  }
+
   /** Length of the L1 table in bytes. */
   get l1Bytes(): number {
     return this.#l1Bytes.length;
@@ -90,10 +99,12 @@ export class ClusterMap {
 
   /** File offset of the L2 table of L1 slot `l1Index` (0 when none). */
   l2TableOffset(l1Index: number): number {
-    const offset = qcow2EntryOffset(
-      this.#l1.getUint32(l1Index * 8),
-      this.#l1.getUint32(l1Index * 8 + 4),
-    );
+    const hi = this.#l1.getUint32(l1Index * 8);
+    const lo = this.#l1.getUint32(l1Index * 8 + 4);
+    if ((hi & QCOW2_L1_RESERVED_HI) !== 0 || (lo & QCOW2_L1_RESERVED_LO) !== 0) {
+      this.#o.corrupt(`L1 entry ${l1Index} has reserved bits set`);
+    }
+    const offset = qcow2EntryOffset(hi, lo);
     if (offset % this.#cs !== 0) {
       this.#o.corrupt(`L1 entry ${l1Index} points at unaligned offset ${offset}`);
     }
@@ -119,6 +130,11 @@ export class ClusterMap {
   /** Decodes an L2 entry. */
   decode(hi: number, lo: number): Mapping {
     if ((hi & QCOW2_OFLAG_COMPRESSED_HI) !== 0) return { kind: "compressed", hi, lo };
+    if ((hi & QCOW2_L2_RESERVED_HI) !== 0 || (lo & QCOW2_L2_RESERVED_LO) !== 0) {
+      this.#o.corrupt(
+        `an L2 entry has reserved bits set (0x${hi.toString(16)}_${lo.toString(16)})`,
+      );
+    }
     const host = qcow2EntryOffset(hi, lo);
     const copied = (hi & QCOW2_OFLAG_COPIED_HI) !== 0;
     // Version 2 has no zero flag: bit 0 is reserved there.
@@ -149,7 +165,7 @@ export class ClusterMap {
         return this.#cache.load(old);
       }
     }
-    const offset = this.#o.allocate();
+    const offset = this.#o.allocateTable();
     const data = new Uint8Array(this.#cs);
     if (old !== 0) data.set(this.#cache.load(old).data);
     const table = metadataTable(offset, data, true);

@@ -12,6 +12,7 @@
 
 import { DiskFormatError, DiskIoError } from "./errors.ts";
 import type { BlockFile } from "./file.ts";
+import type { ClusterUse } from "./qcow2_check.ts";
 import { MetadataCache, type MetadataTable, metadataTable } from "./qcow2_cache.ts";
 import {
   QCOW2_HDR_REFCOUNT_TABLE_OFFSET,
@@ -41,6 +42,9 @@ export interface RefcountAllocatorOptions {
   corrupt(why: string): never;
 }
 
+/** What a new cluster will hold. */
+export type ClusterKind = "data" | "metadata";
+
 /** Reference counts of one image's clusters; see the module comment. */
 export class RefcountAllocator {
   /** Width of an entry in bits. */
@@ -58,6 +62,10 @@ export class RefcountAllocator {
   #tableDirty = false;
   /** No free cluster lies below this cluster index. */
   #freeHint = 0;
+  /** Which clusters the tables say are in use (writable images); never handed out. */
+  #use: ClusterUse | undefined;
+  /** No cluster at or past this index is ever allocated. */
+  #limit = Number.MAX_SAFE_INTEGER;
 
   constructor(o: RefcountAllocatorOptions) {
     this.#o = o;
@@ -83,8 +91,19 @@ export class RefcountAllocator {
     return this.#tableBytes.length;
   }
 
-  get #tableEntries(): number {
+  /** Number of refcount table entries. */
+  get tableEntries(): number {
     return this.#tableBytes.length / 8;
+  }
+
+  /**
+   * From now on, never allocate a cluster `use` says holds something, nor one
+   * at or past `limitBytes` of file: a lying refcount is then an error, not
+   * a destroyed header or a file grown without bound.
+   */
+  guard(use: ClusterUse, limitBytes: number): void {
+    this.#use = use;
+    this.#limit = Math.floor(limitBytes / this.#cs);
   }
 
   /** Whether a refcount block at `host` is cached (it is metadata). */
@@ -107,7 +126,7 @@ export class RefcountAllocator {
   /** The refcount of a cluster (0 when no block counts it). */
   get(cluster: number): number {
     const index = Math.floor(cluster / this.#perBlock);
-    if (index >= this.#tableEntries) return 0;
+    if (index >= this.tableEntries) return 0;
     const offset = this.blockOffset(index);
     if (offset === 0) return 0;
     return this.#getEntry(this.#cache.load(offset).view, cluster % this.#perBlock);
@@ -154,7 +173,7 @@ export class RefcountAllocator {
   /** Adds `delta` to a cluster's refcount (in the cache). */
   change(cluster: number, delta: number): void {
     const index = Math.floor(cluster / this.#perBlock);
-    const offset = index < this.#tableEntries ? this.blockOffset(index) : 0;
+    const offset = index < this.tableEntries ? this.blockOffset(index) : 0;
     if (offset === 0) this.#o.corrupt(`cluster ${cluster} has no refcount block`);
     const table = this.#cache.load(offset);
     const i = cluster % this.#perBlock;
@@ -173,6 +192,7 @@ export class RefcountAllocator {
       const host = cluster * this.#cs;
       // A freed block's cached copy must not outlive it: the cluster may come back as data.
       this.#cache.delete(host);
+      this.#use?.free(cluster);
       this.#o.freed(host);
       this.#freeHint = Math.min(this.#freeHint, cluster);
     }
@@ -185,18 +205,20 @@ export class RefcountAllocator {
     for (let c = first; c <= last; c++) this.change(c, delta);
   }
 
-  /** Finds a free cluster, counts it (in the cache) and returns its file offset. */
-  allocate(): number {
+  /** Finds a free cluster for `kind`, counts it (in the cache) and returns its file offset. */
+  allocate(kind: ClusterKind): number {
     for (;;) {
       const cluster = this.#freeHint;
+      this.#checkLimit(cluster);
       const index = Math.floor(cluster / this.#perBlock);
-      if (index >= this.#tableEntries) {
+      if (index >= this.tableEntries) {
         this.#growTable(cluster);
         continue;
       }
       if (this.blockOffset(index) === 0) {
         // No block counts this range yet: the free cluster itself becomes that block.
         const table = metadataTable(cluster * this.#cs, new Uint8Array(this.#cs), true);
+        this.#claim(cluster, "metadata");
         this.#setEntry(table.view, cluster % this.#perBlock, 1);
         qcow2SetEntry(this.#table, index, table.offset, 0);
         this.#tableDirty = true;
@@ -207,10 +229,33 @@ export class RefcountAllocator {
       }
       this.#freeHint = cluster + 1;
       if (this.get(cluster) === 0) {
+        this.#claim(cluster, kind);
         this.change(cluster, 1);
         return cluster * this.#cs;
       }
     }
+  }
+
+  /** Notes a free cluster as taken; one the tables use is a lying refcount. */
+  #claim(cluster: number, kind: ClusterKind): void {
+    const use = this.#use;
+    if (use === undefined) return;
+    if (use.inUse(cluster)) {
+      this.#o.corrupt(
+        `cluster ${cluster} holds ${use.isMetadata(cluster) ? "metadata" : "guest data"} ` +
+          `but its refcount is 0`,
+      );
+    }
+    if (kind === "metadata") use.addMetadata(cluster);
+    else use.addData(cluster);
+  }
+
+  #checkLimit(cluster: number): void {
+    if (cluster < this.#limit) return;
+    this.#o.corrupt(
+      `its refcounts leave no free cluster within the ${this.#limit * this.#cs} bytes its ` +
+        `virtual size can need`,
+    );
   }
 
   /**
@@ -221,7 +266,7 @@ export class RefcountAllocator {
   #growTable(firstFree: number): void {
     const cs = this.#cs;
     const per = this.#perBlock;
-    let entries = Math.max(this.#tableEntries * 2, Math.floor(firstFree / per) + 1);
+    let entries = Math.max(this.tableEntries * 2, Math.floor(firstFree / per) + 1);
     let tableClusters: number;
     let blocks: number;
     let end: number;
@@ -242,6 +287,8 @@ export class RefcountAllocator {
       throw new DiskIoError(path, `Disk image "${path}" is full: its refcount table cannot grow`);
     }
 
+    this.#checkLimit(end - 1);
+    for (let c = firstFree; c < end; c++) this.#claim(c, "metadata");
     const bytes = new Uint8Array(tableClusters * cs);
     bytes.set(this.#tableBytes);
     const view = new DataView(bytes.buffer);
