@@ -128,6 +128,15 @@ export class ImageFile implements BlockFile {
     return this.#file;
   }
 
+  /** fstat of the open descriptor. */
+  stat(): Deno.FileInfo {
+    try {
+      return this.#fd().statSync();
+    } catch (e) {
+      throw ioError(this.path, "stat", 0, e);
+    }
+  }
+
   /** Current size in bytes (the end of the file or block device). */
   sizeBytes(): number {
     const f = this.#fd();

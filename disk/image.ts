@@ -21,6 +21,9 @@
 
 import { ImageFile, probeFormat } from "./file.ts";
 import { Qcow2Image } from "./qcow2.ts";
+import type { BackingPolicy } from "./qcow2_backing.ts";
+
+export { type BackingPolicy, backingPolicyFor } from "./qcow2_backing.ts";
 import { RawImage } from "./raw.ts";
 
 export {
@@ -68,6 +71,8 @@ export interface OpenDiskOptions {
   /** `auto` detects qcow2 by its magic ("QFI\xfb") and takes anything else as raw. */
   format: "auto" | DiskImageFormat;
   readonly: boolean;
+  /** Who may open which backing files (default: whatever this process can open). */
+  backing?: BackingPolicy;
 }
 
 /**
@@ -76,13 +81,15 @@ export interface OpenDiskOptions {
  * @throws {DiskOpenError} when the file is missing, not accessible, not a
  * regular file or block device, or in use by another vmmctl
  * @throws {DiskFormatError} when a qcow2 image is invalid or uses a feature
- * we do not support (the message names it)
+ * we do not support (the message names it), or its backing chain loops
+ * @throws {DiskOpenError} when a backing file may not be opened under
+ * `options.backing`, or is not a regular file
  */
 export function openDiskImage(path: string, options: OpenDiskOptions): DiskImage {
   const file = ImageFile.open(path, { readonly: options.readonly });
   try {
     const format = options.format === "auto" ? probeFormat(file) : options.format;
-    if (format === "qcow2") return Qcow2Image.fromFile(file);
+    if (format === "qcow2") return Qcow2Image.fromFile(file, { backing: options.backing });
     return new RawImage(file, { probed: options.format === "auto" });
   } catch (e) {
     file.close();

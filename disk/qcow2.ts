@@ -31,7 +31,13 @@ import { inflateRaw } from "../ffi/inflate.ts";
 import { checkDiskRange, DiskFormatError, DiskIoError, DiskReadOnlyError } from "./errors.ts";
 import { type BlockFile, ImageFile } from "./file.ts";
 import type { DiskImage } from "./image.ts";
-import { openBacking, resolveBackingPath } from "./qcow2_backing.ts";
+import {
+  type BackingChain,
+  type BackingPolicy,
+  fileIdentity,
+  openBacking,
+  resolveBackingPath,
+} from "./qcow2_backing.ts";
 import { checkQcow2Image, type ClusterUse, qcow2GrowthLimitBytes } from "./qcow2_check.ts";
 import { ClusterMap, type Mapping } from "./qcow2_map.ts";
 import { type ClusterKind, RefcountAllocator } from "./qcow2_refcounts.ts";
@@ -54,6 +60,8 @@ const CACHE_MIN_TABLES = 4;
 /** Options of {@linkcode Qcow2Image.open}. */
 export interface Qcow2OpenOptions {
   readonly: boolean;
+  /** Who may open which backing files (default: whatever this process can open). */
+  backing?: BackingPolicy;
   /** Bytes of L2 tables, and again of refcount blocks, to keep in memory (default 1 MiB each). */
   cacheBytes?: number;
 }
@@ -62,8 +70,10 @@ export interface Qcow2OpenOptions {
 export interface Qcow2FileOptions {
   /** Bytes of L2 tables, and again of refcount blocks, to keep in memory (default 1 MiB each). */
   cacheBytes?: number;
-  /** How many backing levels lie above this image (guards against loops). */
-  chainDepth?: number;
+  /** Who may open which backing files (default: whatever this process can open). */
+  backing?: BackingPolicy;
+  /** The images above this one when it is a backing file (their policy applies). */
+  chain?: BackingChain;
 }
 
 /** A qcow2 image. */
@@ -183,7 +193,10 @@ export class Qcow2Image implements DiskImage {
   static open(path: string, options: Qcow2OpenOptions): Qcow2Image {
     const file = ImageFile.open(path, { readonly: options.readonly });
     try {
-      return Qcow2Image.fromFile(file, { cacheBytes: options.cacheBytes });
+      return Qcow2Image.fromFile(file, {
+        cacheBytes: options.cacheBytes,
+        backing: options.backing,
+      });
     } catch (e) {
       file.close();
       throw e;
@@ -198,7 +211,6 @@ export class Qcow2Image implements DiskImage {
    * @throws {DiskOpenError} when a backing file cannot be opened
    */
   static fromFile(file: BlockFile, options: Qcow2FileOptions = {}): Qcow2Image {
-    const chainDepth = options.chainDepth ?? 0;
     const path = file.path;
     const first = new Uint8Array(QCOW2_HEADER_V3_BYTES);
     const got = file.readUpTo(0, first);
@@ -233,12 +245,17 @@ export class Qcow2Image implements DiskImage {
         );
       }
       backingPath = resolveBackingPath(path, header.backingFile);
+      const chain = options.chain ?? {
+        policy: options.backing ?? {},
+        identities: file instanceof ImageFile ? [fileIdentity(file.stat())] : [],
+        paths: [path],
+      };
       backing = openBacking(
         path,
         backingPath,
         header.backingFormat,
-        chainDepth + 1,
-        (f, depth) => Qcow2Image.fromFile(f, { chainDepth: depth }),
+        chain,
+        (f, next) => Qcow2Image.fromFile(f, { chain: next }),
       );
     }
     try {

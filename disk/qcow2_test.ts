@@ -209,7 +209,7 @@ Deno.test({
 });
 
 Deno.test({
-  name: "qcow2 backing file without a format extension is probed",
+  name: "qcow2 backing file without a format extension is read as raw, never probed",
   ignore,
   fn: withTempDir((dir) => {
     Deno.writeFileSync(`${dir}/base.raw`, new Rng(12).bytes(MiB));
@@ -225,7 +225,7 @@ Deno.test({
     Deno.writeFileSync(`${dir}/top.qcow2`, bytes);
     const disk = Qcow2Image.open(`${dir}/top.qcow2`, { readonly: true });
     assert.equal(disk.backing?.format, "raw");
-    assertSameBytes(readAll(disk), Deno.readFileSync(`${dir}/base.raw`), "through probed base");
+    assertSameBytes(readAll(disk), Deno.readFileSync(`${dir}/base.raw`), "through the raw base");
     disk.close();
   }),
 });

@@ -8,7 +8,7 @@
  */
 
 import type { DiskConfig, InterfaceConfig } from "../config/schema.ts";
-import { type DiskImage, openDiskImage } from "../disk/image.ts";
+import { backingPolicyFor, type DiskImage, openDiskImage } from "../disk/image.ts";
 import { openTap, TAP_MAX_FRAME_BYTES, type TapDevice } from "../net/tap.ts";
 import { macForInterface } from "../devices/virtio/net.ts";
 import { MFT_DEV_BLOCK_BASIC, MFT_DEV_NET_BASIC } from "./abi.ts";
@@ -140,6 +140,8 @@ export function checkBindings(
 /** Options of {@link attachDevices}: how to open things (tests pass fakes). */
 export interface AttachOptions {
   vmName: string;
+  /** The VM's owner: backing files of its disks open with the owner's permissions. */
+  owner?: { user: string };
   openDisk?: (disk: Solo5DiskConfig) => DiskImage;
   openTap?: (name: string) => TapDevice;
 }
@@ -175,7 +177,12 @@ export function attachDevices(
         );
       }
       const image = (options.openDisk ??
-        ((d) => openDiskImage(d.path, { format: d.format, readonly: d.readonly })))(disk);
+        ((d) =>
+          openDiskImage(d.path, {
+            format: d.format,
+            readonly: d.readonly,
+            backing: backingPolicyFor(options.owner),
+          })))(disk);
       blocks.set(index, {
         name: entry.name,
         image,

@@ -93,6 +93,7 @@ export class Solo5Machine {
     this.image = inspectUnikernel(data, name);
     this.devices = attachDevices(this.image.manifest, config.disks, config.interfaces, {
       vmName: config.vm.name,
+      owner: config.vm.owner,
       ...options.attach,
     });
     try {

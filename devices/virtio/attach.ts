@@ -18,7 +18,7 @@ import { PCI_MMIO_BASE } from "../../core/layout.ts";
 import type { Clock, IrqLine, TimedDevice } from "../../core/device.ts";
 import type { PciHost } from "../pci.ts";
 import type { Pic8259Pair } from "../pic8259.ts";
-import { openDiskImage } from "../../disk/image.ts";
+import { backingPolicyFor, openDiskImage } from "../../disk/image.ts";
 import { VirtioBlk } from "./blk.ts";
 import { MODERN_BAR_BYTES, VirtioPciDevice } from "./pci_transport.ts";
 import { VirtioRng } from "./rng.ts";
@@ -133,7 +133,12 @@ export function attachVirtioDevices(
     machine.config.disks.forEach((disk, i) => {
       let image;
       try {
-        image = openDiskImage(disk.path, { format: disk.format, readonly: disk.readonly });
+        image = openDiskImage(disk.path, {
+          format: disk.format,
+          readonly: disk.readonly,
+          // Backing file names come from inside the image: open them as the owner could.
+          backing: backingPolicyFor(machine.config.vm.owner),
+        });
       } catch (e) {
         throw new Error(
           `Cannot attach disk ${i} "${disk.path}": ${e instanceof Error ? e.message : e}`,
