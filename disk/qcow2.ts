@@ -169,6 +169,8 @@ export class Qcow2Image implements DiskImage {
       l1Entries: header.l1Size,
       l2TableOffset: (i) => map.l2TableOffset(i),
       decode: (hi, lo) => map.decode(hi, lo),
+      nbSnapshots: header.nbSnapshots,
+      snapshotsOffset: header.snapshotsOffset,
       reftableOffset: header.refcountTableOffset,
       reftableBytes: refcounts.tableBytes,
       reftableEntries: refcounts.tableEntries,

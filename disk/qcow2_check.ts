@@ -9,7 +9,8 @@
  *   file, and the header, both tables and the blocks have a refcount;
  * - for writable images, every L1 and L2 entry is read once: no reserved
  *   bits, L2 tables and data inside the file, nothing pointing at metadata;
- *   host clusters named by two L2 entries are remembered as shared.
+ *   host clusters named by two L2 entries are remembered as shared; the
+ *   snapshot table and the snapshots' L1 and L2 tables and data are noted too.
  * The allocator then never hands out a cluster this map says is in use
  * (whatever its refcount says), and no allocation grows the file past what
  * the virtual size can need ({@linkcode qcow2GrowthLimitBytes}).
@@ -17,7 +18,7 @@
  * @module
  */
 
-import { qcow2CompressedRange } from "./qcow2_format.ts";
+import { qcow2CompressedRange, qcow2EntryOffset } from "./qcow2_format.ts";
 import type { Mapping } from "./qcow2_map.ts";
 
 /** A growable set of cluster numbers as a bitmap. */
@@ -90,6 +91,8 @@ export interface Qcow2CheckSubject {
   l2TableOffset(i: number): number;
   /** Decodes an L2 entry; throws on reserved bits. */
   decode(hi: number, lo: number): Mapping;
+  nbSnapshots: number;
+  snapshotsOffset: number;
   reftableOffset: number;
   reftableBytes: number;
   reftableEntries: number;
@@ -149,18 +152,18 @@ export function checkQcow2Image(s: Qcow2CheckSubject, scan: boolean): ClusterUse
 
   const l2 = new Uint8Array(cs);
   const view = new DataView(l2.buffer);
-  for (let i = 0; i < s.l1Entries; i++) {
-    const table = s.l2TableOffset(i);
-    if (table === 0) continue;
-    const what = `L2 table of L1 entry ${i}`;
+  /** Notes an L2 table and what it maps; `snapshot` tables may be shared and share data. */
+  const scanL2 = (table: number, what: string, snapshot: boolean) => {
     inside(table, cs, what);
+    const c0 = table / cs;
+    if (snapshot && use.isMetadata(c0)) return; // shared with one already scanned
     metadata(table, cs, what);
     counted(table, cs, what);
     s.readLenient(table, l2);
     for (let j = 0; j < cs / 8; j++) {
       const m = s.decode(view.getUint32(j * 8), view.getUint32(j * 8 + 4));
       if (m.kind === "unallocated" || (m.kind === "zero" && m.host === 0)) continue;
-      const where = `L2 entry ${j} of L1 entry ${i}`;
+      const where = `entry ${j} of the ${what}`;
       let first: number;
       let last: number;
       if (m.kind === "compressed") {
@@ -176,13 +179,74 @@ export function checkQcow2Image(s: Qcow2CheckSubject, scan: boolean): ClusterUse
         if (use.isMetadata(c)) {
           s.corrupt(`${where} maps guest data onto metadata at offset ${c * cs}`);
         }
-        // Compressed clusters may share host clusters; nothing else may.
-        if (m.kind === "compressed") use.addPacked(c);
+        // Compressed clusters may share host clusters, snapshots share with the active
+        // tables; nothing else may.
+        if (m.kind === "compressed" || snapshot) use.addPacked(c);
         else use.addData(c);
       }
     }
+  };
+  for (let i = 0; i < s.l1Entries; i++) {
+    const table = s.l2TableOffset(i);
+    if (table !== 0) scanL2(table, `L2 table of L1 entry ${i}`, false);
   }
+  scanSnapshots(s, inside, metadata, scanL2);
   return use;
+}
+
+/** QEMU's limit on internal snapshots. */
+const MAX_SNAPSHOTS = 65536;
+/** Fixed part of a snapshot table entry. */
+const SNAPSHOT_ENTRY_BYTES = 40;
+
+/**
+ * Notes the snapshot table, each snapshot's L1 table and the L2 tables and
+ * data they name, so the allocator never takes a snapshot's clusters either.
+ */
+function scanSnapshots(
+  s: Qcow2CheckSubject,
+  inside: (offset: number, length: number, what: string) => void,
+  metadata: (offset: number, length: number, what: string) => void,
+  scanL2: (table: number, what: string, snapshot: boolean) => void,
+): void {
+  if (s.nbSnapshots === 0) return;
+  const cs = 2 ** s.clusterBits;
+  if (s.nbSnapshots > MAX_SNAPSHOTS) s.corrupt(`${s.nbSnapshots} snapshots (at most 65536)`);
+  if (s.snapshotsOffset === 0 || s.snapshotsOffset % cs !== 0) {
+    s.corrupt(`the snapshot table offset ${s.snapshotsOffset} is not a nonzero cluster multiple`);
+  }
+  const head = new Uint8Array(SNAPSHOT_ENTRY_BYTES);
+  const v = new DataView(head.buffer);
+  const l1s: [number, number][] = [];
+  let at = s.snapshotsOffset;
+  for (let i = 0; i < s.nbSnapshots; i++) {
+    inside(at, SNAPSHOT_ENTRY_BYTES, `snapshot table entry ${i}`);
+    s.readLenient(at, head);
+    const l1 = Number(v.getBigUint64(0));
+    const l1Size = v.getUint32(8);
+    const length = SNAPSHOT_ENTRY_BYTES + v.getUint32(36) + v.getUint16(12) + v.getUint16(14);
+    if (!Number.isSafeInteger(l1) || l1Size > s.l1Entries * 64 + 65536) {
+      s.corrupt(`snapshot ${i} has an L1 table of ${l1Size} entries at ${l1}`);
+    }
+    l1s.push([l1, l1Size]);
+    at += Math.ceil(length / 8) * 8;
+  }
+  metadata(s.snapshotsOffset, at - s.snapshotsOffset, "snapshot table");
+  const entry = new Uint8Array(8);
+  const ev = new DataView(entry.buffer);
+  l1s.forEach(([l1, l1Size], i) => {
+    if (l1Size === 0) return;
+    if (l1 % cs !== 0) s.corrupt(`snapshot ${i}'s L1 table is at unaligned offset ${l1}`);
+    inside(l1, l1Size * 8, `L1 table of snapshot ${i}`);
+    metadata(l1, l1Size * 8, `L1 table of snapshot ${i}`);
+    for (let j = 0; j < l1Size; j++) {
+      s.readLenient(l1 + j * 8, entry);
+      const table = qcow2EntryOffset(ev.getUint32(0), ev.getUint32(4));
+      if (table === 0) continue;
+      if (table % cs !== 0) s.corrupt(`snapshot ${i}'s L1 entry ${j} is unaligned`);
+      scanL2(table, `L2 table of snapshot ${i}'s L1 entry ${j}`, true);
+    }
+  });
 }
 
 /**

@@ -43,13 +43,13 @@ function l2Of(bytes: Uint8Array): number {
  * open or the write must be refused as corrupt; whatever happens, the header
  * stays and the file does not grow past `maxGrowth` bytes.
  */
-function assertRefused(path: string, maxGrowth = 0): DiskFormatError {
+function assertRefused(path: string, maxGrowth = 0, writeAt = 512): DiskFormatError {
   const before = Deno.readFileSync(path);
   let error: unknown;
   try {
     const disk = openDiskImage(path, { format: "qcow2", readonly: false });
     try {
-      disk.write(512, new Uint8Array(512).fill(0xee));
+      disk.write(writeAt, new Uint8Array(512).fill(0xee));
       disk.flush();
     } finally {
       try {
@@ -217,5 +217,26 @@ Deno.test({
     ro.read(512, sector);
     ro.close();
     assert.deepEqual(sector, new Uint8Array(512).fill(0x44));
+  }),
+});
+
+Deno.test({
+  name: "qcow2: a snapshot's data cluster at refcount 0 is never handed out for new data",
+  ignore,
+  fn: withTempDir((dir) => {
+    const path = `${dir}/d.qcow2`;
+    create(path, "1M", ["cluster_size=4096"]);
+    qemuIo(path, "qcow2", ["write -P 0x11 0 4k"]);
+    run("qemu-img", ["snapshot", "-c", "s1", path]);
+    qemuIo(path, "qcow2", ["write -P 0x22 0 4k"]); // the snapshot alone keeps the 0x11 cluster
+    patch(path, (b, v) => {
+      const snapshotL1 = u64(b, u64(b, 64)); // first snapshot entry: l1_table_offset
+      const l2 = u64(b, snapshotL1) & 0x00ff_ffff_ffff_fe00;
+      const host = u64(b, l2) & 0x00ff_ffff_ffff_fe00;
+      const block = u64(b, u64(b, QCOW2_HDR_REFCOUNT_TABLE_OFFSET));
+      v.setUint16(block + 2 * (host / 4096), 0);
+    });
+    const e = assertRefused(path, 0, 512 * 1024); // a write that allocates
+    assert.match(e.message, /holds guest data but its refcount is 0/);
   }),
 });
