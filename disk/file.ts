@@ -252,7 +252,8 @@ function errorMessage(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
 
-function openError(path: string, what: string, e: unknown): DiskOpenError {
+/** The DiskOpenError for a failed stat, open or lock of `path` ("missing", "permission denied"...). */
+export function openError(path: string, what: string, e: unknown): DiskOpenError {
   if (e instanceof Deno.errors.NotFound) {
     return new DiskOpenError(path, `Disk image "${path}" does not exist`, { cause: e });
   }

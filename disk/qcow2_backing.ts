@@ -20,7 +20,7 @@
  */
 
 import { DiskError, DiskFormatError, DiskOpenError } from "./errors.ts";
-import { type BlockFile, hasQcow2Magic, ImageFile } from "./file.ts";
+import { type BlockFile, hasQcow2Magic, ImageFile, openError } from "./file.ts";
 import type { DiskImage } from "./image.ts";
 import { type Credentials, readDenial, userCredentials } from "./owner_access.ts";
 import { RawImage } from "./raw.ts";
@@ -106,7 +106,7 @@ export function openBacking(
 ): DiskImage {
   const context = `Backing file "${backingPath}" of disk image "${imagePath}"`;
   const formatError = (why: string) => new DiskFormatError(imagePath, `${context} ${why}`);
-  const openError = (why: string) => new DiskOpenError(imagePath, `${context} ${why}`);
+  const refused = (why: string) => new DiskOpenError(imagePath, `${context} ${why}`);
   if (format !== undefined && format !== "raw" && format !== "qcow2") {
     throw formatError(`has format "${format}": only raw and qcow2 backing files are supported`);
   }
@@ -117,15 +117,9 @@ export function openBacking(
   try {
     info = Deno.statSync(backingPath);
   } catch (e) {
-    // Let ImageFile word the error (missing, permission denied).
-    try {
-      ImageFile.open(backingPath, { readonly: true }).close();
-    } catch (e2) {
-      throw rewrap(e2, imagePath, context);
-    }
-    throw rewrap(e, imagePath, context);
+    throw rewrap(openError(backingPath, "access", e), imagePath, context);
   }
-  if (!info.isFile) throw openError(`is ${kindOf(info)}: backing files must be regular files`);
+  if (!info.isFile) throw refused(`is ${kindOf(info)}: backing files must be regular files`);
   const identity = fileIdentity(info);
   const seen = chain.identities.indexOf(identity);
   if (seen >= 0) {
@@ -136,7 +130,7 @@ export function openBacking(
   if (access !== undefined && !allowed(backingPath, allow)) {
     const denial = readDenial(backingPath, access);
     if (denial !== undefined) {
-      throw openError(
+      throw refused(
         `may not be opened: the VM's owner could not read it (${denial}); backing files open ` +
           `with the owner's permissions unless listed in the disk's backing allow-list`,
       );
@@ -150,7 +144,7 @@ export function openBacking(
   }
   try {
     if (fileIdentity(file.stat()) !== identity) {
-      throw openError("changed while it was being opened");
+      throw refused("changed while it was being opened");
     }
     const next: BackingChain = {
       policy: chain.policy,

@@ -186,7 +186,7 @@ function runCase(base: Base, seed: number, dir: string, compare: boolean): CaseR
   }
 
   // A session of writes and reads; a model of what succeeded.
-  const model = new Map<number, Uint8Array>(); // sector -> contents
+  const model: [number, Uint8Array][] = []; // successful writes, in order
   let failed = false;
   for (let op = 0; op < 12 && !failed; op++) {
     const length = 1 + rng.below(3 * cs);
@@ -196,10 +196,7 @@ function runCase(base: Base, seed: number, dir: string, compare: boolean): CaseR
       if (rng.below(3) > 0) {
         const data = rng.bytes(length);
         disk.write(offset, data);
-        const copy = new Uint8Array(size);
-        // Track by byte ranges at sector granularity: keep whole data per write.
-        copy.set(data, 0);
-        model.set(offset, data);
+        model.push([offset, data]);
       } else {
         disk.read(offset, new Uint8Array(length));
       }
@@ -212,8 +209,7 @@ function runCase(base: Base, seed: number, dir: string, compare: boolean): CaseR
   if (!failed) {
     // Later writes win: check from the last write back, bytes not yet seen.
     const seen = new Uint8Array(size);
-    const writes = [...model.entries()].reverse();
-    for (const [offset, data] of writes) {
+    for (const [offset, data] of [...model].reverse()) {
       const got = new Uint8Array(data.length);
       disk.read(offset, got);
       for (let i = 0; i < data.length; i++) {
@@ -245,7 +241,7 @@ function runCase(base: Base, seed: number, dir: string, compare: boolean): CaseR
     const r = qemuCheck(path);
     assert.equal(r["check-errors"], 0, `${where}: after our writes: ${JSON.stringify(r)}`);
     assert.equal(r.corruptions ?? 0, 0, `${where}: after our writes: ${JSON.stringify(r)}`);
-    const [offset, data] = [...model.entries()].at(-1) ?? [0, new Uint8Array(0)];
+    const [offset, data] = model.at(-1) ?? [0, new Uint8Array(0)];
     if (data.length > 0) {
       assert.deepEqual(qemuIoRead(path, offset, data.length), data, `${where}: qemu-io reads`);
     }
