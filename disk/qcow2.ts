@@ -16,6 +16,12 @@
  * Writes since the last flush may be lost, as with a disk's volatile cache.
  * The dirty bit is never set (no lazy refcounts).
  *
+ * The image's metadata is checked before it is believed (qcow2_check.ts):
+ * a corrupt image is refused, never repaired or written over. The parts:
+ * qcow2_map.ts (L1/L2), qcow2_refcounts.ts (counts, allocation),
+ * qcow2_cache.ts (cached tables), qcow2_backing.ts (backing files and their
+ * policy), qcow2_format.ts (the on-disk layout).
+ *
  * @example
  * ```ts
  * import { Qcow2Image } from "./qcow2.ts";
