@@ -25,6 +25,11 @@ export const QCOW2_MAGIC_BYTES: readonly number[] = [0x51, 0x46, 0x49, 0xfb];
 /** Largest single read or write handed to the OS (Linux caps one call near 2 GiB). */
 const MAX_IO_BYTES = 1 << 30;
 
+/** Lock attempts before an image counts as in use, and the pause between them. */
+const LOCK_RETRIES = 20;
+const LOCK_RETRY_MS = 10;
+const SLEEPER = new Int32Array(new SharedArrayBuffer(4));
+
 /** Options of {@linkcode ImageFile.open}. */
 export interface ImageFileOptions {
   /** Open without write access. */
@@ -105,7 +110,13 @@ export class ImageFile implements BlockFile {
     if (options.lock ?? true) {
       let locked = false;
       try {
-        locked = file.tryLockSync(!options.readonly);
+        // A lock we just released can live on for a moment in a child that another thread of
+        // this process is spawning (it holds a copy of every descriptor until exec), so a
+        // refusal is retried briefly before it is believed.
+        for (let i = 0; !locked && i < LOCK_RETRIES; i++) {
+          if (i > 0) Atomics.wait(SLEEPER, 0, 0, LOCK_RETRY_MS);
+          locked = file.tryLockSync(!options.readonly);
+        }
       } catch (e) {
         file.close();
         throw openError(path, "lock", e);
