@@ -6,6 +6,7 @@ import { FakeClock, inN } from "../fakes.ts";
 import { PCI_INTERRUPT_LINE, PciHost } from "../pci.ts";
 import { Pic8259Pair } from "../pic8259.ts";
 import type { TimedDevice } from "../../core/device.ts";
+import { HAVE_QEMU_TOOLS } from "../../disk/test_helpers.ts";
 import { attachVirtioDevices, type VirtioHostMachine } from "./attach.ts";
 
 function machine(disks: { path: string; readonly?: boolean }[]): VirtioHostMachine {
@@ -60,4 +61,32 @@ Deno.test("attach: rng, one blk per disk and vmmci in slots 1..; IRQs 5, 9, 10, 
 Deno.test("attach: a missing disk image is a clear error naming the disk", () => {
   const m = machine([{ path: "/nonexistent/disk.img" }]);
   assert.throws(() => attachVirtioDevices(m), /Cannot attach disk 0 "\/nonexistent\/disk.img"/);
+});
+
+Deno.test({
+  name: "attach: a disk's backing file opens only if the VM's owner could read it",
+  ignore: Deno.uid() !== 0 || !HAVE_QEMU_TOOLS,
+  fn() {
+    const dir = Deno.makeTempDirSync({ prefix: "attach-owner-" });
+    try {
+      Deno.chmodSync(dir, 0o755);
+      Deno.writeFileSync(`${dir}/secret`, new Uint8Array(1024 * 1024).fill(0x73));
+      Deno.chmodSync(`${dir}/secret`, 0o600);
+      const out = new Deno.Command("qemu-img", {
+        args: ["create", "-q", "-f", "qcow2", "-b", `${dir}/secret`, "-F", "raw", `${dir}/ov`],
+      }).outputSync();
+      assert.ok(out.success);
+      const vm = (owner?: string) => {
+        const m = machine([{ path: `${dir}/ov` }]);
+        m.config.disks[0].format = "qcow2";
+        if (owner !== undefined) m.config.vm.owner = { user: owner };
+        return m;
+      };
+      attachVirtioDevices(vm()).close(); // root's own VM
+      const m = vm("nobody");
+      assert.throws(() => attachVirtioDevices(m), /Cannot attach disk 0 .*owner could not read it/);
+    } finally {
+      Deno.removeSync(dir, { recursive: true });
+    }
+  },
 });
