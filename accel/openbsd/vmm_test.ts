@@ -2,17 +2,15 @@ import assert from "node:assert/strict";
 import type { CpuState, Registers, SpecialRegisters } from "../types.ts";
 import * as abi from "./abi.ts";
 import { FakeVmmLibc, seg } from "./test_helpers.ts";
+import { vm_create_params_era_b, VMM_IOC_CREATE_ERA_B } from "./create.ts";
+import { checkMemRanges, vmmMemRanges } from "./mem_ranges.ts";
 import {
-  checkMemRanges,
   decodeVcpuRegState,
   encodeVcpuRegState,
-  OpenbsdAccel,
   segmentAccessRights,
   segmentFromAccessRights,
-  vm_create_params_era_b,
-  VMM_IOC_CREATE_ERA_B,
-  vmmMemRanges,
-} from "./vmm.ts";
+} from "./regs.ts";
+import { OpenbsdAccel } from "./vmm.ts";
 
 const MiB = 1024 * 1024;
 const RAM_BYTES = 2 * MiB;
