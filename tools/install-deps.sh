@@ -12,6 +12,7 @@ pkgs=(
   qemu-utils      # qemu-img/qemu-io: qcow2 interoperability
   chromium        # the browser test of the web console
   openssl         # the DES reference for VNC authentication
+  gcc             # the vmm(4) header probe against test header trees
 )
 
 say() { echo "install-deps: $*" >&2; }

@@ -1,0 +1,471 @@
+/**
+ * The vmm(4) layout of the target's own headers: a small C program,
+ * generated from the fields this back-end uses, compiled with the system
+ * compiler against `<dev/vmm/vmm.h>` and `<machine/vmmvar.h>`, prints every
+ * struct size, field offset and size and ioctl request value. The result is
+ * matched against the known shapes (`abi_tables.ts`):
+ * - the same offsets as a known table: that table;
+ * - a known shape (same optional fields, same field sizes) with fields
+ *   moved: the probed offsets, and a note naming what moved;
+ * - anything else (a field missing, a field of another size, an unknown
+ *   combination, a moved register image): refused with a message naming it.
+ *
+ * Fields only some layouts have are tested one by one first (a compile of a
+ * single `offsetof`), so a missing optional field is data, not an error.
+ * Results are cached per kernel version and header contents. Without a
+ * compiler the table for the running release is used, and the start-up
+ * message says so.
+ *
+ * @module
+ */
+
+import { createHash } from "node:crypto";
+import { StructLayout } from "../../ffi/struct.ts";
+import {
+  abiForShape,
+  KNOWN_SHAPES,
+  RELEASE_TABLES,
+  shapeName,
+  type VcpFdPlace,
+  type VmmAbi,
+  type VmmRequests,
+  type VmmShape,
+  type VmmStructs,
+} from "./abi_tables.ts";
+
+/** Structs whose every offset the back-end reads directly: they may not move. */
+const FIXED_STRUCTS = new Set([
+  "vm_mem_range",
+  "vcpu_segment_info",
+  "vcpu_reg_state",
+  "vm_exit",
+  "vm_exit_inout",
+  "vm_exit_eptviolation",
+  "vcpu_inject_event",
+]);
+
+/** `*_vm_id` fields of the shared parameter structs (present together or not at all). */
+const VM_ID_FIELDS = [
+  "vm_run_params.vrp_vm_id",
+  "vm_resetcpu_params.vrp_vm_id",
+  "vm_intr_params.vip_vm_id",
+  "vm_rwregs_params.vrwp_vm_id",
+  "vm_rwvmparams_params.vpp_vm_id",
+  "vm_sharemem_params.vsp_vm_id",
+];
+const AVIC_FIELDS = ["vm_create_params.vcp_avic", "vm_run_params.vrp_cr8_threshold"];
+const REQUIRED_REQUESTS: (keyof VmmRequests)[] = [
+  "VMM_IOC_CREATE",
+  "VMM_IOC_RUN",
+  "VMM_IOC_RESETCPU",
+  "VMM_IOC_INTR",
+  "VMM_IOC_READREGS",
+  "VMM_IOC_WRITEREGS",
+  "VMM_IOC_READVMPARAMS",
+  "VMM_IOC_WRITEVMPARAMS",
+  "VMM_IOC_SHAREMEM",
+];
+const OPTIONAL_REQUESTS: (keyof VmmRequests)[] = ["VMM_IOC_INFO", "VMM_IOC_TERM"];
+
+/** Every struct the probe measures, by name, with its fields over all known shapes. */
+export interface ProbeField {
+  struct: string;
+  field: string;
+  /** Absent from some known shape. */
+  optional: boolean;
+}
+
+function allStructs(s: VmmStructs): StructLayout[] {
+  const out = new Map<string, StructLayout>();
+  const visit = (l: StructLayout) => {
+    if (out.has(l.name)) return;
+    // Members first, so a mismatch is named where it is, not in its container.
+    for (const f of l.fields) {
+      const t = f.type;
+      if (t instanceof StructLayout && !t.name.includes(".")) visit(t);
+      else if (typeof t !== "string" && "kind" in t && t.kind === "array") {
+        if (t.element instanceof StructLayout) visit(t.element);
+      }
+    }
+    out.set(l.name, l);
+  };
+  for (const l of Object.values(s)) if (l) visit(l);
+  return [...out.values()];
+}
+
+/** The fields the probe asks the compiler about (the union over {@link KNOWN_SHAPES}). */
+export function probeFields(): ProbeField[] {
+  const seen = new Map<string, number>();
+  const order: [string, string][] = [];
+  for (const shape of KNOWN_SHAPES) {
+    for (const l of allStructs(abiForShape(shape).structs)) {
+      for (const f of l.fields) {
+        const key = `${l.name}.${f.name}`;
+        if (!seen.has(key)) order.push([l.name, f.name]);
+        seen.set(key, (seen.get(key) ?? 0) + 1);
+      }
+    }
+  }
+  return order.map(([struct, field]) => ({
+    struct,
+    field,
+    optional: seen.get(`${struct}.${field}`)! < KNOWN_SHAPES.length ||
+      ["vm_info_params", "vm_terminate_params"].includes(struct),
+  }));
+}
+
+function probeStructNames(fields: ProbeField[]): string[] {
+  return [...new Set(fields.map((f) => f.struct))];
+}
+
+const HEADERS = [
+  "#include <sys/types.h>",
+  "#include <sys/ioctl.h>",
+  "#include <machine/vmmvar.h>",
+  "#include <dev/vmm/vmm.h>",
+  "#include <stddef.h>",
+  "#include <stdio.h>",
+];
+
+function macroName(f: ProbeField): string {
+  return `VMMCTL_HAS_${f.struct}__${f.field}`;
+}
+
+/** A C file that compiles only if `struct s` has field `f`. */
+export function presenceSource(f: ProbeField): string {
+  return [...HEADERS, `size_t vmmctl_probe = offsetof(struct ${f.struct}, ${f.field});`, ""]
+    .join("\n");
+}
+
+/**
+ * The probe program: prints `struct NAME SIZE`, `field STRUCT NAME OFFSET
+ * SIZE` and `request NAME VALUE` lines; optional fields are guarded by
+ * `VMMCTL_HAS_*` macros (set for the ones found), optional structs by the
+ * presence of their fields, requests by `#ifdef`.
+ */
+export function probeSource(fields: ProbeField[] = probeFields()): string {
+  const lines = [
+    "/* Generated by vmmctl: the vmm(4) layout of the installed headers. */",
+    ...HEADERS,
+    `#define S(s) printf("struct %s %lu\\n", #s, (unsigned long)sizeof(struct s))`,
+    `#define F(s, f) printf("field %s %s %lu %lu\\n", #s, #f, ` +
+    `(unsigned long)offsetof(struct s, f), (unsigned long)sizeof(((struct s *)0)->f))`,
+    `#define R(r) printf("request %s %lu\\n", #r, (unsigned long)(r))`,
+    "int",
+    "main(void)",
+    "{",
+  ];
+  for (const s of probeStructNames(fields)) {
+    const mine = fields.filter((f) => f.struct === s);
+    const optionalStruct = mine.every((f) => f.optional);
+    if (optionalStruct) lines.push(`#if defined(${macroName(mine[0])})`);
+    lines.push(`\tS(${s});`);
+    for (const f of mine) {
+      if (f.optional) lines.push(`#if defined(${macroName(f)})`);
+      lines.push(`\tF(${s}, ${f.field});`);
+      if (f.optional) lines.push("#endif");
+    }
+    if (optionalStruct) lines.push("#endif");
+  }
+  for (const r of [...REQUIRED_REQUESTS, ...OPTIONAL_REQUESTS]) {
+    lines.push(`#ifdef ${r}`, `\tR(${r});`, "#endif");
+  }
+  lines.push("\treturn 0;", "}", "");
+  return lines.join("\n");
+}
+
+/** What the probe printed. */
+export interface ProbeResult {
+  /** sizeof by struct name. */
+  structs: Record<string, number>;
+  /** `struct.field` -> offset and size. */
+  fields: Record<string, { offset: number; size: number }>;
+  /** `struct.field`s the headers do not have. */
+  absent: string[];
+  requests: Record<string, number>;
+}
+
+/** Parses the probe's output (and the list of fields found absent). */
+export function parseProbeOutput(text: string, absent: string[] = []): ProbeResult {
+  const r: ProbeResult = { structs: {}, fields: {}, absent: [...absent], requests: {} };
+  for (const line of text.split("\n")) {
+    const w = line.trim().split(/\s+/);
+    if (w[0] === "struct" && w.length === 3) r.structs[w[1]] = Number(w[2]);
+    else if (w[0] === "field" && w.length === 5) {
+      r.fields[`${w[1]}.${w[2]}`] = { offset: Number(w[3]), size: Number(w[4]) };
+    } else if (w[0] === "request" && w.length === 3) r.requests[w[1]] = Number(w[2]);
+    else if (line.trim() !== "") throw new Error(`vmm(4) header probe printed "${line}"`);
+  }
+  return r;
+}
+
+/** The shape the probe saw, or what makes it no known shape. */
+function probedShape(p: ProbeResult): VmmShape | string {
+  const has = (k: string) => k in p.fields;
+  const group = (keys: string[], what: string): boolean | string => {
+    const present = keys.filter(has);
+    if (present.length === 0) return false;
+    if (present.length === keys.length) return true;
+    return `the headers have ${present.join(", ")} but not ` +
+      `${keys.filter((k) => !has(k)).join(", ")} (${what} come together in every known layout)`;
+  };
+  const vmIds = group(VM_ID_FIELDS, "the *_vm_id fields");
+  if (typeof vmIds === "string") return vmIds;
+  const avic = group(AVIC_FIELDS, "the AVIC fields");
+  if (typeof avic === "string") return avic;
+  let fd: VcpFdPlace = "none";
+  const at = (f: string) => p.fields[`vm_create_params.${f}`]?.offset ?? -1;
+  if (has("vm_create_params.vcp_fd")) {
+    const off = at("vcp_fd");
+    if (off > at("vcp_id") && off < at("vcp_poscbit")) fd = "after-id";
+    else if (off > at("vcp_poscbit") && off < at("vcp_asid")) fd = "after-poscbit";
+    else if (off > at("vcp_asid")) fd = "end";
+    else return `vm_create_params.vcp_fd is at offset ${off}, in no place vmmctl knows`;
+  }
+  const shape = { fd, vmIds, avic };
+  if (!KNOWN_SHAPES.some((s) => s.fd === fd && s.vmIds === vmIds && s.avic === avic)) {
+    return `the headers' layout (${shapeName(shape)}) is none vmmctl knows` +
+      (fd === "none" && !vmIds ? ": without a per-VM fd or *_vm_id fields no VM can be named" : "");
+  }
+  return shape;
+}
+
+/** A layout with the table's field types at the probed offsets and size. */
+function moved(table: StructLayout, p: ProbeResult): StructLayout {
+  const fields = table.fields.map((f) => ({
+    ...f,
+    offset: p.fields[`${table.name}.${f.name}`].offset,
+  }));
+  return new StructLayout(table.name, fields, p.structs[table.name], table.align);
+}
+
+/** The outcome of matching a probe. */
+export type ProbeMatch = { abi: VmmAbi; notes: string[] } | { error: string };
+
+/**
+ * Matches a probe against the known tables (see the module doc). The error
+ * starts "vmm(4) headers not supported:" and names the mismatch.
+ */
+export function matchProbe(
+  p: ProbeResult,
+  source = "probed from the installed headers",
+): ProbeMatch {
+  const refuse = (why: string): ProbeMatch => ({ error: `vmm(4) headers not supported: ${why}` });
+  const required = probeFields().filter((f) => !f.optional).map((f) => `${f.struct}.${f.field}`);
+  const missing = required.filter((k) => !(k in p.fields));
+  if (missing.length > 0) {
+    return refuse(`no field ${missing.join(", ")} (every layout vmmctl knows has it)`);
+  }
+  const shape = probedShape(p);
+  if (typeof shape === "string") return refuse(shape);
+  const table = abiForShape(shape, source);
+  const notes: string[] = [];
+  const structs = { ...table.structs } as Record<string, StructLayout | undefined>;
+  const visit = (l: StructLayout): string | undefined => {
+    const size = p.structs[l.name];
+    if (size === undefined) return `the headers have no struct ${l.name}`;
+    let movedHere = size !== l.size;
+    if (movedHere) notes.push(`struct ${l.name} is ${size} bytes (table: ${l.size})`);
+    for (const f of l.fields) {
+      const got = p.fields[`${l.name}.${f.name}`];
+      if (!got) return `the headers' struct ${l.name} has no field ${f.name}`;
+      if (got.size !== f.size) {
+        return `${l.name}.${f.name} is ${got.size} bytes, vmmctl handles ${f.size}`;
+      }
+      if (got.offset !== f.offset) {
+        movedHere = true;
+        notes.push(`${l.name}.${f.name} is at offset ${got.offset} (table: ${f.offset})`);
+      }
+    }
+    if (movedHere && FIXED_STRUCTS.has(l.name)) {
+      return `struct ${l.name} differs from every table (${notes.at(-1)}); vmmctl reads it ` +
+        `at fixed offsets`;
+    }
+    if (movedHere) structs[l.name] = moved(l, p);
+    return undefined;
+  };
+  for (const l of allStructs(table.structs)) {
+    const why = visit(l);
+    if (why) return refuse(why);
+  }
+  const requests = { ...table.requests } as Record<string, { name: string; value: number }>;
+  for (const name of [...REQUIRED_REQUESTS, ...OPTIONAL_REQUESTS]) {
+    const value = p.requests[name];
+    if (value === undefined) {
+      if (REQUIRED_REQUESTS.includes(name)) return refuse(`the headers do not define ${name}`);
+      continue;
+    }
+    // Era B's VM fd takes no INFO/TERM even where the headers still define them.
+    if (!(name in requests)) continue;
+    const computed = requests[name].value;
+    if (computed !== value) {
+      notes.push(`${name} is 0x${value.toString(16)} (table: 0x${computed.toString(16)})`);
+    }
+    requests[name] = Object.freeze({ name, value });
+  }
+  return {
+    abi: {
+      ...table,
+      structs: structs as unknown as VmmStructs,
+      requests: requests as unknown as VmmRequests,
+      name: notes.length === 0 ? table.name : `${table.name}, fields moved`,
+    },
+    notes,
+  };
+}
+
+/** How to compile and run C (tests point it at gcc and header trees of their own). */
+export interface Compiler {
+  /** The compiler command (default `cc`). */
+  cc: string;
+  /** Extra `-I` directories, searched before the system headers. */
+  includeDirs?: string[];
+  /** Scratch directory (default: a fresh one under the system temp dir). */
+  workDir?: string;
+}
+
+function compile(c: Compiler, dir: string, name: string, source: string, args: string[]) {
+  const file = `${dir}/${name}.c`;
+  Deno.writeTextFileSync(file, source);
+  return compileFiles(c, [file], args);
+}
+
+function compileFiles(c: Compiler, files: string[], args: string[]) {
+  const includes = (c.includeDirs ?? []).flatMap((d) => ["-I", d]);
+  return new Deno.Command(c.cc, { args: [...includes, ...args, ...files], stderr: "piped" })
+    .outputSync();
+}
+
+/**
+ * The fields of `fields` the headers lack: one `-fsyntax-only` run over a
+ * file per field, the failing files read from the diagnostics (gcc and
+ * clang both start them with the file name); when the diagnostics name no
+ * file, each field is compiled on its own.
+ */
+function presenceTests(c: Compiler, dir: string, fields: ProbeField[]): Set<ProbeField> {
+  const files = fields.map((f, i) => {
+    const file = `${dir}/has${i}.c`;
+    Deno.writeTextFileSync(file, presenceSource(f));
+    return file;
+  });
+  const absent = new Set<ProbeField>();
+  if (files.length === 0) return absent;
+  const r = compileFiles(c, files, ["-fsyntax-only"]);
+  if (r.success) return absent;
+  const text = new TextDecoder().decode(r.stderr);
+  for (const m of text.matchAll(/has(\d+)\.c:\d+(?::\d+)?: (?:fatal )?error/g)) {
+    absent.add(fields[Number(m[1])]);
+  }
+  if (absent.size > 0) return absent;
+  for (const [i, f] of fields.entries()) {
+    if (!compileFiles(c, [files[i]], ["-fsyntax-only"]).success) absent.add(f);
+  }
+  return absent;
+}
+
+/**
+ * Runs the probe with `compiler`: presence tests for the optional fields,
+ * then the probe program. Throws when the compiler cannot be run (ENOENT)
+ * or the headers do not compile, with the compiler's first error lines.
+ */
+export function runHeaderProbe(compiler: Compiler): ProbeResult {
+  const dir = compiler.workDir ?? Deno.makeTempDirSync({ prefix: "vmmctl-probe-" });
+  try {
+    const fields = probeFields();
+    const optional = fields.filter((f) => f.optional);
+    const absentSet = presenceTests(compiler, dir, optional);
+    const absent = optional.filter((f) => absentSet.has(f)).map((f) => `${f.struct}.${f.field}`);
+    const defines = optional.filter((f) => !absentSet.has(f)).map((f) => `-D${macroName(f)}`);
+    const exe = `${dir}/probe`;
+    const r = compile(compiler, dir, "probe", probeSource(fields), [...defines, "-o", exe]);
+    if (!r.success) {
+      const required = fields.filter((f) => !f.optional);
+      const gone = presenceTests(compiler, dir, required);
+      const missing = required.filter((f) => gone.has(f)).map((f) => `${f.struct}.${f.field}`);
+      if (missing.length > 0) {
+        throw new Error(
+          `vmm(4) headers not supported: no field ${missing.join(", ")} (every layout vmmctl ` +
+            `knows has it)`,
+        );
+      }
+      const err = new TextDecoder().decode(r.stderr).split("\n").slice(0, 6).join("\n");
+      throw new Error(`The vmm(4) header probe does not compile with ${compiler.cc}:\n${err}`);
+    }
+    const out = new Deno.Command(exe, { stdout: "piped", stderr: "piped" }).outputSync();
+    if (!out.success) throw new Error(`The vmm(4) header probe failed (exit ${out.code})`);
+    return parseProbeOutput(new TextDecoder().decode(out.stdout), absent);
+  } finally {
+    if (!compiler.workDir) Deno.removeSync(dir, { recursive: true });
+  }
+}
+
+/** What {@link resolveVmmAbi} needs to know about the host. */
+export interface ProbeHost {
+  /** `kern.version` (`uname -v` with the release): the cache key with the headers' bytes. */
+  kernelVersion(): string;
+  /** `uname -r`. */
+  release(): string;
+  /** The bytes of the installed headers (part of the cache key); undefined if absent. */
+  headers(): Uint8Array | undefined;
+  /** Runs the probe; throws NotFound when there is no compiler. */
+  probe(): ProbeResult;
+  cacheRead(key: string): string | undefined;
+  cacheWrite(key: string, text: string): void;
+}
+
+/** The ABI to use and what to tell the user about it. */
+export interface ResolvedAbi {
+  abi: VmmAbi;
+  /** One line for the start-up log ("vmm(4) layout: ..."). */
+  message: string;
+}
+
+function sha256(bytes: Uint8Array | string): string {
+  return createHash("sha256").update(bytes).digest("hex");
+}
+
+/**
+ * The ABI of this host: the cached probe for this kernel and these headers,
+ * else a fresh probe (cached), else, with no compiler or no headers, the
+ * table of the running release. Throws with the reason when none applies.
+ */
+export function resolveVmmAbi(host: ProbeHost): ResolvedAbi {
+  const headers = host.headers();
+  const fallback = (why: string): ResolvedAbi => {
+    const release = host.release();
+    const table = RELEASE_TABLES[release];
+    if (!table) {
+      throw new Error(
+        `Cannot tell the vmm(4) layout of this kernel: ${why}, and release "${release}" has no ` +
+          `built-in table (known: ${Object.keys(RELEASE_TABLES).join(", ")}). Install the ` +
+          `compiler and headers (the comp set) so vmmctl can probe them`,
+      );
+    }
+    return {
+      abi: { ...table, source: `table for release ${release}` },
+      message: `vmm(4) layout: ${table.name}, the table for release ${release} (${why}; ` +
+        `not probed)`,
+    };
+  };
+  if (!headers) return fallback("no /usr/include/dev/vmm/vmm.h");
+  const key = sha256(`${host.kernelVersion()}
+${sha256(headers)}`);
+  let text = host.cacheRead(key);
+  let result: ProbeResult;
+  if (text !== undefined) {
+    result = JSON.parse(text);
+  } else {
+    try {
+      result = host.probe();
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound) return fallback("no C compiler");
+      throw e;
+    }
+    text = JSON.stringify(result);
+    host.cacheWrite(key, text);
+  }
+  const m = matchProbe(result);
+  if ("error" in m) throw new Error(m.error);
+  const moved = m.notes.length > 0 ? `; ${m.notes.join("; ")}` : "";
+  return { abi: m.abi, message: `vmm(4) layout: ${m.abi.name}, probed from the headers${moved}` };
+}
