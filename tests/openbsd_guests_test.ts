@@ -13,6 +13,7 @@ import { compareSerial, expectationLabel, GUEST_EXPECTATIONS } from "../guests/e
 import { guestPath } from "../guests/images.ts";
 import { KvmAccel } from "../accel/kvm/kvm.ts";
 import type { Accel } from "../accel/types.ts";
+import { ABI_ERA_B_FD_AT_END } from "../accel/openbsd/create.ts";
 import { OpenbsdAccel } from "../accel/openbsd/vmm.ts";
 import { VmmOnKvmLibc, type VmmOnKvmOptions } from "./vmm_emulation/vmm_on_kvm.ts";
 import { VcpuControl } from "../machine/vcpu_channel.ts";
@@ -135,7 +136,9 @@ function overEmulation(
   fn: (accel: OpenbsdAccel, libc: VmmOnKvmLibc) => void,
 ) {
   const libc = new VmmOnKvmLibc(openLibc(), options);
-  const accel = new OpenbsdAccel(libc);
+  // The emulation's era B is the fd-at-the-end layout.
+  const abi = options.era === "B" ? ABI_ERA_B_FD_AT_END : undefined;
+  const accel = new OpenbsdAccel(libc, "/dev/vmm", { abi });
   try {
     fn(accel, libc);
   } finally {

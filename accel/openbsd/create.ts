@@ -7,11 +7,15 @@
  * /dev/vmm and names the VM by id; era B (2026 -current) returns a per-VM fd
  * from VMM_IOC_CREATE and answers ENOTTY to anything else on /dev/vmm.
  * The era is probed at start-up with a harmless VMM_IOC_INFO (vip_size 0):
- * success means era A, ENOTTY era B. Era B's vm_create_params was not
- * available to verify; this back-end tries one hypothesis (`vcp_fd` appended
- * after `vcp_asid`, {@link vm_create_params_era_b}) and confirms the
- * returned fd with a VMM_IOC_READREGS on it. Anything else fails with a
- * message naming what was expected.
+ * success means era A, ENOTTY era B, and must agree with the layout the
+ * back-end was given (`abi_tables.ts`, from the header probe). The VM is
+ * then named only by what the kernel wrote: `vcp_id` in era A (written on
+ * every successful CREATE), the fd in `vcp_fd` in era B (-1 until written,
+ * confirmed with a VMM_IOC_READREGS on it). Whatever fails after CREATE
+ * succeeded, the VM it made is destroyed (TERM, or close of every fd the
+ * kernel may have put at a plausible `vcp_fd` place) before the error is
+ * thrown, so no VM or fd outlives a failed start. vCPU ids are the
+ * kernel's: 0..ncpus-1 in creation order (`vm_create`'s `vc_id`).
  *
  * The process must not be pledged yet when this runs (VMM_IOC_INFO and
  * VMM_IOC_CREATE need the "proc" promise besides "vmm").
@@ -21,10 +25,10 @@
 
 import type { IoctlRequest, Libc } from "../../ffi/libc.ts";
 import { IoctlError, SyscallError } from "../../ffi/errno.ts";
-import { openbsdIowr } from "../../ffi/ioctl.ts";
-import { array, defineStruct, type StructLayout } from "../../ffi/struct.ts";
+import type { StructLayout } from "../../ffi/struct.ts";
 import type { MemoryRegion } from "../../core/guest_memory.ts";
 import * as abi from "./abi.ts";
+import { abiForShape, KNOWN_SHAPES, shapeStructs, type VmmAbi } from "./abi_tables.ts";
 import { hex, type VmmMemRange } from "./mem_ranges.ts";
 
 /** The vmm(4) ABI era of the running kernel. */
@@ -33,28 +37,20 @@ export type VmmAbiEra = "A" | "B";
 const PAGE = 4096;
 
 /**
- * Era B `struct vm_create_params` as this back-end assumes it: era A's
- * fields with `int vcp_fd` appended (2664 bytes). UNVERIFIED: the header was
- * not available.
+ * The era-B layout the vmm(4)-on-KVM emulation plays (`vcp_fd` at the end,
+ * `*_vm_id` kept): one of the shapes of `abi_tables.ts`, not a claim about
+ * any kernel.
  */
-export const vm_create_params_era_b: StructLayout = defineStruct("vm_create_params", [
-  ["vcp_nmemranges", "u64"],
-  ["vcp_ncpus", "u64"],
-  ["vcp_memranges", array(abi.vm_mem_range, abi.VMM_MAX_MEM_RANGES)],
-  ["vcp_name", array("u8", abi.VMM_MAX_NAME_LEN)],
-  ["vcp_sev", "i32"],
-  ["vcp_seves", "i32"],
-  ["vcp_id", "u32"],
-  ["vcp_poscbit", "u32"],
-  ["vcp_asid", array("u32", abi.VMM_MAX_VCPUS)],
-  ["vcp_fd", "i32"],
-]);
+export const ABI_ERA_B_FD_AT_END: VmmAbi = abiForShape(
+  { fd: "end", vmIds: true, avic: false },
+  "the emulation's era-B layout",
+);
 
-/** VMM_IOC_CREATE with {@link vm_create_params_era_b} (0xCA685601). */
-export const VMM_IOC_CREATE_ERA_B: IoctlRequest = Object.freeze({
-  name: "VMM_IOC_CREATE",
-  value: openbsdIowr(abi.VMM_IOC_GROUP, 1, vm_create_params_era_b.size),
-});
+/** `vm_create_params` of {@link ABI_ERA_B_FD_AT_END} (2664 bytes). */
+export const vm_create_params_era_b: StructLayout = ABI_ERA_B_FD_AT_END.structs.vm_create_params;
+
+/** VMM_IOC_CREATE of {@link ABI_ERA_B_FD_AT_END} (0xCA685601). */
+export const VMM_IOC_CREATE_ERA_B: IoctlRequest = ABI_ERA_B_FD_AT_END.requests.VMM_IOC_CREATE;
 
 /** Opens the vmm(4) device with errors that say what to do. */
 export function openVmm(libc: Libc, path: string): number {
@@ -96,7 +92,7 @@ export interface CreateRequest {
 
 /** A VM the kernel created. */
 export interface CreatedVm {
-  /** `vcp_id` (era A; what the kernel wrote in era B). */
+  /** `vcp_id` as the kernel wrote it (era A); 0 in era B, where the fd names the VM. */
   id: number;
   /** The fd VM ioctls go to: /dev/vmm (era A) or the VM's own fd (era B). */
   fd: number;
@@ -106,7 +102,7 @@ export interface CreatedVm {
 
 function createParams(layout: StructLayout, req: CreateRequest): Uint8Array {
   const name = new TextEncoder().encode(req.name).subarray(0, abi.VMM_MAX_NAME_LEN - 1);
-  return layout.bytes({
+  const p = layout.bytes({
     vcp_nmemranges: BigInt(req.ranges.length),
     vcp_ncpus: BigInt(req.vcpus),
     vcp_memranges: req.ranges.map((r) => ({
@@ -117,6 +113,12 @@ function createParams(layout: StructLayout, req: CreateRequest): Uint8Array {
     })),
     vcp_name: name,
   });
+  // -1 until the kernel writes it: never an fd this process could close by mistake.
+  const v = new DataView(p.buffer);
+  if (layout.fields.some((f) => f.name === "vcp_fd")) {
+    v.setInt32(layout.offsetOf("vcp_fd"), -1, true);
+  }
+  return p;
 }
 
 function issueCreate(
@@ -173,75 +175,112 @@ function mappedRegions(
   return regions;
 }
 
-/** VMM_IOC_CREATE on /dev/vmm in era A: the VM is its `vcp_id`. */
-export function createVmEraA(libc: Libc, vmmFd: number, req: CreateRequest): CreatedVm {
-  const params = createParams(abi.vm_create_params, req);
-  issueCreate(libc, vmmFd, abi.VMM_IOC_CREATE, params, req);
-  const id = new DataView(params.buffer).getUint32(
-    abi.vm_create_params.offsetOf("vcp_id"),
-    true,
-  );
-  try {
-    return {
-      id,
-      fd: vmmFd,
-      regions: mappedRegions(libc, abi.vm_create_params, params, req.ranges),
-    };
-  } catch (e) {
-    libc.ioctlTry(
-      vmmFd,
-      abi.VMM_IOC_TERM,
-      abi.vm_terminate_params.bytes({ vtp_vm_id: id }),
-      ["ENOENT", "EBUSY", "EPERM"],
-    );
-    throw e;
-  }
+/** Whether `fd` is a VM fd: VMM_IOC_READREGS of vCPU 0 works on it. */
+function isVmFd(libc: Libc, vmAbi: VmmAbi, fd: number, vmmFd: number): boolean {
+  if (fd <= 2 || fd === vmmFd) return false;
+  const rw = vmAbi.structs.vm_rwregs_params;
+  const probe = rw.bytes({ vrwp_mask: BigInt(abi.VM_RWREGS_GPRS) });
+  return libc.ioctlTry(fd, vmAbi.requests.VMM_IOC_READREGS, probe, [
+    "ENOTTY",
+    "EBADF",
+    "EINVAL",
+    "ENOENT",
+    "EPERM",
+  ]) >= 0;
 }
 
-/** VMM_IOC_CREATE in era B: the VM is the fd the kernel put in `vcp_fd`. */
-export function createVmEraB(
+/** The `vcp_fd` offsets of every known era-B shape of this struct size. */
+function plausibleFdOffsets(size: number): number[] {
+  const offsets = new Set<number>();
+  for (const shape of KNOWN_SHAPES) {
+    if (shape.fd === "none") continue;
+    const l = shapeStructs(shape).vm_create_params;
+    if (l.size === size) offsets.add(l.offsetOf("vcp_fd"));
+  }
+  return [...offsets];
+}
+
+/**
+ * VMM_IOC_CREATE on /dev/vmm with the layout of `vmAbi`; the VM is its
+ * `vcp_id` (era A) or the fd the kernel put in `vcp_fd` (era B). Every
+ * failure after the kernel created the VM destroys it first.
+ */
+export function createVm(
   libc: Libc,
   vmmFd: number,
-  devicePath: string,
+  vmAbi: VmmAbi,
   req: CreateRequest,
+  devicePath = "/dev/vmm",
 ): CreatedVm {
-  const layout = vm_create_params_era_b;
+  const layout = vmAbi.structs.vm_create_params;
+  const request = vmAbi.requests.VMM_IOC_CREATE;
   const params = createParams(layout, req);
-  const expected = `vm_create_params of ${layout.size} bytes with "int vcp_fd" after ` +
-    `vcp_asid (VMM_IOC_CREATE 0x${VMM_IOC_CREATE_ERA_B.value.toString(16)})`;
   try {
-    issueCreate(libc, vmmFd, VMM_IOC_CREATE_ERA_B, params, req);
+    issueCreate(libc, vmmFd, request, params, req);
   } catch (e) {
     if (e instanceof IoctlError && e.code === "ENOTTY") {
       throw new Error(
-        `vmm(4) on this host has the per-VM fd ABI (era B: ${devicePath} answers ` +
-          `ENOTTY to VMM_IOC_INFO) but rejected the era-B layout vmmctl expects: ${expected}. ` +
-          `Rebuild accel/openbsd/abi.ts from /usr/include/dev/vmm/vmm.h of this release`,
+        `vmm(4) on ${devicePath} does not take VMM_IOC_CREATE 0x${request.value.toString(16)} ` +
+          `(vm_create_params of ${layout.size} bytes, layout ${vmAbi.name}, ${vmAbi.source}): ` +
+          `the kernel's layout is another one; probe this host's headers`,
         { cause: e },
       );
     }
     throw e;
   }
   const view = new DataView(params.buffer);
-  const id = view.getUint32(layout.offsetOf("vcp_id"), true);
-  const vmFd = view.getInt32(layout.offsetOf("vcp_fd"), true);
-  // Confirm that the field holds a VM fd: a register read of vCPU 0 on it must work.
-  const probe = abi.vm_rwregs_params.bytes({
-    vrwp_vm_id: id,
-    vrwp_vcpu_id: 0,
-    vrwp_mask: BigInt(abi.VM_RWREGS_GPRS),
-  });
-  const ok = vmFd > 2 && vmFd !== vmmFd &&
-    libc.ioctlTry(vmFd, abi.VMM_IOC_READREGS, probe, ["ENOTTY", "EBADF", "EINVAL", "ENOENT"]) >=
-      0;
-  if (!ok) {
+  return vmAbi.era === "A"
+    ? namedById(libc, vmmFd, vmAbi, view, () => mappedRegions(libc, layout, params, req.ranges))
+    : namedByFd(libc, vmmFd, vmAbi, view, () => mappedRegions(libc, layout, params, req.ranges));
+}
+
+function namedById(
+  libc: Libc,
+  vmmFd: number,
+  vmAbi: VmmAbi,
+  view: DataView,
+  regions: () => MemoryRegion[],
+): CreatedVm {
+  // vm_create writes vcp_id on every success (vmm.c: `vcp->vcp_id = vm->vm_id`).
+  const id = view.getUint32(vmAbi.structs.vm_create_params.offsetOf("vcp_id"), true);
+  try {
+    return { id, fd: vmmFd, regions: regions() };
+  } catch (e) {
+    const term = vmAbi.structs.vm_terminate_params;
+    const TERM = vmAbi.requests.VMM_IOC_TERM;
+    if (term && TERM) {
+      libc.ioctlTry(vmmFd, TERM, term.bytes({ vtp_vm_id: id }), ["ENOENT", "EBUSY", "EPERM"]);
+    }
+    throw e;
+  }
+}
+
+function namedByFd(
+  libc: Libc,
+  vmmFd: number,
+  vmAbi: VmmAbi,
+  view: DataView,
+  regions: () => MemoryRegion[],
+): CreatedVm {
+  const layout = vmAbi.structs.vm_create_params;
+  const at = layout.offsetOf("vcp_fd");
+  const vmFd = view.getInt32(at, true);
+  if (!isVmFd(libc, vmAbi, vmFd, vmmFd)) {
+    // The kernel made a VM but not where the layout says: find and close it.
+    const found = plausibleFdOffsets(layout.size).filter((o) => o !== at)
+      .map((o) => ({ o, fd: view.getInt32(o, true) }))
+      .filter(({ fd }) => isVmFd(libc, vmAbi, fd, vmmFd));
+    for (const { fd } of found) libc.close(fd);
+    const where = found.length > 0
+      ? `the kernel put it at offset ${found.map((f) => f.o).join(", ")} (closed)`
+      : `no plausible place holds one`;
     throw new Error(
-      `vmm(4) era B: VMM_IOC_CREATE succeeded but vcp_fd "${vmFd}" is not a VM fd ` +
-        `(VMM_IOC_READREGS on it failed): cannot confirm the expected layout, ${expected}`,
+      `VMM_IOC_CREATE succeeded but vcp_fd at offset ${at} holds "${vmFd}", not a VM fd ` +
+        `(layout ${vmAbi.name}, ${vmAbi.source}); ${where}. Probe this host's headers`,
     );
   }
   try {
-    return { id, fd: vmFd, regions: mappedRegions(libc, layout, params, req.ranges) };
+    return { id: 0, fd: vmFd, regions: regions() };
   } catch (e) {
     libc.close(vmFd);
     throw e;

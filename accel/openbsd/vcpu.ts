@@ -10,10 +10,12 @@
  */
 
 import type { Libc } from "../../ffi/libc.ts";
+import type { StructLayout } from "../../ffi/struct.ts";
 import { IoctlError } from "../../ffi/errno.ts";
 import type { CpuState, KickToken, Registers, SpecialRegisters, Vcpu, VcpuExit } from "../types.ts";
 import { VcpuBase } from "../vcpu_base.ts";
 import * as abi from "./abi.ts";
+import type { VmmAbi } from "./abi_tables.ts";
 import { bytesAtRip, type ExitContext, type Pending, whereAmI } from "./exit_context.ts";
 import { completeExit, decodeExit } from "./exits.ts";
 import {
@@ -34,22 +36,52 @@ const RIP_AT = EXIT_VRS + gprAt(abi.VCPU_REGS_RIP);
 const RAX_AT = EXIT_VRS + gprAt(abi.VCPU_REGS_RAX);
 const VRS_SIZE = abi.vcpu_reg_state.size;
 
-const RUNP = abi.vm_run_params;
-const RUNP_VM_ID = RUNP.offsetOf("vrp_vm_id");
-const RUNP_VCPU_ID = RUNP.offsetOf("vrp_vcpu_id");
-const RUNP_INJECT_VECTOR = RUNP.offsetOf("vrp_inject.vie_vector");
-const RUNP_INJECT_ERRORCODE = RUNP.offsetOf("vrp_inject.vie_errorcode");
-const RUNP_INJECT_TYPE = RUNP.offsetOf("vrp_inject.vie_type");
-const RUNP_INTR_PENDING = RUNP.offsetOf("vrp_intr_pending");
-const RUNP_EXIT = RUNP.offsetOf("vrp_exit");
-const RUNP_EXIT_REASON = RUNP.offsetOf("vrp_exit_reason");
-const RUNP_IRQREADY = RUNP.offsetOf("vrp_irqready");
+/** Offsets of the parameter structs in the layout of the running kernel. */
+interface ParamOffsets {
+  runVmId?: number;
+  runVcpuId: number;
+  injectVector: number;
+  injectErrorcode: number;
+  injectType: number;
+  intrPending: number;
+  exit: number;
+  exitReason: number;
+  irqready: number;
+  rwVmId?: number;
+  rwVcpuId: number;
+  rwMask: number;
+  rwRegs: number;
+}
 
-const RWREGS = abi.vm_rwregs_params;
-const RW_VM_ID = RWREGS.offsetOf("vrwp_vm_id");
-const RW_VCPU_ID = RWREGS.offsetOf("vrwp_vcpu_id");
-const RW_MASK = RWREGS.offsetOf("vrwp_mask");
-const RW_REGS = RWREGS.offsetOf("vrwp_regs");
+/** The offset of `field` in `layout`, or undefined when this layout has no such field. */
+export function optionalOffset(layout: StructLayout, field: string): number | undefined {
+  return layout.fields.some((f) => f.name === field) ? layout.offsetOf(field) : undefined;
+}
+
+function paramOffsets(vmAbi: VmmAbi): ParamOffsets {
+  const run = vmAbi.structs.vm_run_params;
+  const rw = vmAbi.structs.vm_rwregs_params;
+  return {
+    runVmId: optionalOffset(run, "vrp_vm_id"),
+    runVcpuId: run.offsetOf("vrp_vcpu_id"),
+    injectVector: run.offsetOf("vrp_inject.vie_vector"),
+    injectErrorcode: run.offsetOf("vrp_inject.vie_errorcode"),
+    injectType: run.offsetOf("vrp_inject.vie_type"),
+    intrPending: run.offsetOf("vrp_intr_pending"),
+    exit: run.offsetOf("vrp_exit"),
+    exitReason: run.offsetOf("vrp_exit_reason"),
+    irqready: run.offsetOf("vrp_irqready"),
+    rwVmId: optionalOffset(rw, "vrwp_vm_id"),
+    rwVcpuId: rw.offsetOf("vrwp_vcpu_id"),
+    rwMask: rw.offsetOf("vrwp_mask"),
+    rwRegs: rw.offsetOf("vrwp_regs"),
+  };
+}
+
+/** `{ [idField]: id }` when the layout has that `*_vm_id` field (era B may not). */
+export function vmIdField(layout: StructLayout, idField: string, id: number) {
+  return optionalOffset(layout, idField) === undefined ? {} : { [idField]: id };
+}
 
 const RFLAGS_IF = 1n << 9n;
 
@@ -60,9 +92,11 @@ export class OpenbsdVcpu extends VcpuBase implements Vcpu {
   /** The caller-owned `struct vm_exit`: passed to every RUN; its `vrs` is our register image. */
   readonly #exit = new Uint8Array(EXIT.size);
   readonly #exitView = new DataView(this.#exit.buffer);
-  readonly #run = new Uint8Array(RUNP.size);
-  readonly #runView = new DataView(this.#run.buffer);
-  readonly #rw = new Uint8Array(RWREGS.size);
+  readonly #abi: VmmAbi;
+  readonly #at: ParamOffsets;
+  readonly #run: Uint8Array;
+  readonly #runView: DataView;
+  readonly #rw: Uint8Array;
   #regs?: Registers;
   #sregs?: SpecialRegisters;
   /** VM_RWREGS_* groups changed since the last RUN (written with WRITEREGS). */
@@ -79,14 +113,23 @@ export class OpenbsdVcpu extends VcpuBase implements Vcpu {
     super(id);
     this.vm = vm;
     this.#libc = vm.accel.libc;
+    this.#abi = vm.accel.abi;
+    this.#at = paramOffsets(this.#abi);
+    this.#run = new Uint8Array(this.#abi.structs.vm_run_params.size);
+    this.#runView = new DataView(this.#run.buffer);
+    this.#rw = new Uint8Array(this.#abi.structs.vm_rwregs_params.size);
     const vrs = encodeVcpuRegState(state);
-    const reset = abi.vm_resetcpu_params.bytes({ vrp_vm_id: vm.id, vrp_vcpu_id: id });
-    reset.set(vrs, abi.vm_resetcpu_params.offsetOf("vrp_init_state"));
-    this.#libc.ioctl(vm.fd, abi.VMM_IOC_RESETCPU, reset);
+    const resetLayout = this.#abi.structs.vm_resetcpu_params;
+    const reset = resetLayout.bytes({
+      ...vmIdField(resetLayout, "vrp_vm_id", vm.id),
+      vrp_vcpu_id: id,
+    });
+    reset.set(vrs, resetLayout.offsetOf("vrp_init_state"));
+    this.#libc.ioctl(vm.fd, this.#abi.requests.VMM_IOC_RESETCPU, reset);
     this.#exit.set(vrs, EXIT_VRS);
-    this.#runView.setUint32(RUNP_VM_ID, vm.id, true);
-    this.#runView.setUint32(RUNP_VCPU_ID, id, true);
-    this.#runView.setBigUint64(RUNP_EXIT, this.#libc.addressOf(this.#exit), true);
+    if (this.#at.runVmId !== undefined) this.#runView.setUint32(this.#at.runVmId, vm.id, true);
+    this.#runView.setUint32(this.#at.runVcpuId, id, true);
+    this.#runView.setBigUint64(this.#at.exit, this.#libc.addressOf(this.#exit), true);
     this.#ctx = {
       exit: this.#exit,
       exitView: this.#exitView,
@@ -148,25 +191,26 @@ export class OpenbsdVcpu extends VcpuBase implements Vcpu {
     const rw = this.#rw;
     rw.fill(0);
     const v = new DataView(rw.buffer);
-    v.setUint32(RW_VM_ID, this.vm.id, true);
-    v.setUint32(RW_VCPU_ID, this.id, true);
-    v.setBigUint64(RW_MASK, BigInt(mask), true);
+    if (this.#at.rwVmId !== undefined) v.setUint32(this.#at.rwVmId, this.vm.id, true);
+    v.setUint32(this.#at.rwVcpuId, this.id, true);
+    v.setBigUint64(this.#at.rwMask, BigInt(mask), true);
     return rw;
   }
 
   #flush(): void {
     if (this.#dirty === 0) return;
     const rw = this.#rwParams(this.#dirty);
-    rw.set(this.#exit.subarray(EXIT_VRS, EXIT_VRS + VRS_SIZE), RW_REGS);
-    this.#libc.ioctl(this.vm.fd, abi.VMM_IOC_WRITEREGS, rw);
+    rw.set(this.#exit.subarray(EXIT_VRS, EXIT_VRS + VRS_SIZE), this.#at.rwRegs);
+    this.#libc.ioctl(this.vm.fd, this.#abi.requests.VMM_IOC_WRITEREGS, rw);
     this.#dirty = 0;
   }
 
   /** Reloads the register image with VMM_IOC_READREGS (after a failed RUN). */
   #reload(): void {
     const rw = this.#rwParams(abi.VM_RWREGS_ALL);
-    this.#libc.ioctl(this.vm.fd, abi.VMM_IOC_READREGS, rw);
-    this.#exit.set(rw.subarray(RW_REGS, RW_REGS + VRS_SIZE), EXIT_VRS);
+    this.#libc.ioctl(this.vm.fd, this.#abi.requests.VMM_IOC_READREGS, rw);
+    const at = this.#at.rwRegs;
+    this.#exit.set(rw.subarray(at, at + VRS_SIZE), EXIT_VRS);
     this.#regs = undefined;
     this.#sregs = undefined;
   }
@@ -177,36 +221,42 @@ export class OpenbsdVcpu extends VcpuBase implements Vcpu {
     }
     this.#flush();
     const rv = this.#runView;
+    const at = this.#at;
     if (this.#inject !== undefined) {
-      rv.setUint8(RUNP_INJECT_VECTOR, this.#inject);
-      rv.setUint32(RUNP_INJECT_ERRORCODE, 0, true);
-      rv.setUint8(RUNP_INJECT_TYPE, abi.VCPU_INJECT_INTR);
+      rv.setUint8(at.injectVector, this.#inject);
+      rv.setUint32(at.injectErrorcode, 0, true);
+      rv.setUint8(at.injectType, abi.VCPU_INJECT_INTR);
       this.#inject = undefined;
     } else {
-      rv.setUint8(RUNP_INJECT_VECTOR, 0);
-      rv.setUint32(RUNP_INJECT_ERRORCODE, 0, true);
-      rv.setUint8(RUNP_INJECT_TYPE, abi.VCPU_INJECT_NONE);
+      rv.setUint8(at.injectVector, 0);
+      rv.setUint32(at.injectErrorcode, 0, true);
+      rv.setUint8(at.injectType, abi.VCPU_INJECT_NONE);
     }
-    rv.setUint8(RUNP_INTR_PENDING, this.#window ? 1 : 0);
-    rv.setUint16(RUNP_EXIT_REASON, 0, true);
-    rv.setUint8(RUNP_IRQREADY, 0);
+    rv.setUint8(at.intrPending, this.#window ? 1 : 0);
+    rv.setUint16(at.exitReason, 0, true);
+    rv.setUint8(at.irqready, 0);
     this.#regs = undefined;
     this.#sregs = undefined;
-    const r = this.#libc.ioctlTry(this.vm.fd, abi.VMM_IOC_RUN, this.#run, [
+    const r = this.#libc.ioctlTry(this.vm.fd, this.#abi.requests.VMM_IOC_RUN, this.#run, [
       "EINTR",
       "EAGAIN",
       "EIO",
     ]);
     if (r < 0) return this.#runFailed(r);
-    this.#irqReady = rv.getUint8(RUNP_IRQREADY) !== 0;
-    const decoded = decodeExit(this.#ctx, rv.getUint16(RUNP_EXIT_REASON, true));
+    this.#irqReady = rv.getUint8(at.irqready) !== 0;
+    const decoded = decodeExit(this.#ctx, rv.getUint16(at.exitReason, true));
     this.#pending = decoded.pending;
     return decoded.exit;
   }
 
   /** RUN returned -errno for one of the accepted errors. */
   #runFailed(r: number): VcpuExit {
-    const err = new IoctlError("VMM_IOC_RUN", abi.VMM_IOC_RUN.value, -r, this.#libc.os);
+    const err = new IoctlError(
+      "VMM_IOC_RUN",
+      this.#abi.requests.VMM_IOC_RUN.value,
+      -r,
+      this.#libc.os,
+    );
     this.#irqReady = false;
     if (err.code !== "EIO") return { kind: "interrupted" };
     // vmm(4) fails the RUN with EIO when the guest halts with interrupts off
@@ -256,11 +306,12 @@ export class OpenbsdVcpu extends VcpuBase implements Vcpu {
   setInterruptPending(pending: boolean): void {
     if (pending === this.#intrLine) return;
     this.#intrLine = pending;
+    const layout = this.#abi.structs.vm_intr_params;
     this.#libc.ioctl(
       this.vm.fd,
-      abi.VMM_IOC_INTR,
-      abi.vm_intr_params.bytes({
-        vip_vm_id: this.vm.id,
+      this.#abi.requests.VMM_IOC_INTR,
+      layout.bytes({
+        ...vmIdField(layout, "vip_vm_id", this.vm.id),
         vip_vcpu_id: this.id,
         vip_intr: pending ? 1 : 0,
       }),

@@ -18,12 +18,18 @@ import { PCI_HOLE_BASE } from "../../core/layout.ts";
 import type { Accel, CpuState, KickToken, Vm, VmOptions } from "../types.ts";
 import { kickVcpu } from "../kick.ts";
 import * as abi from "./abi.ts";
-import { createVmEraA, createVmEraB, detectVmmEra, openVmm, type VmmAbiEra } from "./create.ts";
+import { ABI_2025_12, type VmmAbi } from "./abi_tables.ts";
+import { createVm, detectVmmEra, openVmm, type VmmAbiEra } from "./create.ts";
 import { type VmmMemRange, vmmMemRanges } from "./mem_ranges.ts";
 import { OpenbsdVcpu } from "./vcpu.ts";
 
 // Names the test machinery (emulation, transcripts) still imports from here.
-export { vm_create_params_era_b, VMM_IOC_CREATE_ERA_B, type VmmAbiEra } from "./create.ts";
+export {
+  ABI_ERA_B_FD_AT_END,
+  vm_create_params_era_b,
+  VMM_IOC_CREATE_ERA_B,
+  type VmmAbiEra,
+} from "./create.ts";
 export { encodeVcpuRegState } from "./regs.ts";
 export { OpenbsdVcpu } from "./vcpu.ts";
 
@@ -31,6 +37,11 @@ export { OpenbsdVcpu } from "./vcpu.ts";
 export interface OpenbsdAccelOptions {
   /** Where the PCI hole starts (VM_MEM_MMIO up to 4 GiB); default the machine layout's. */
   pciHoleBase?: number;
+  /**
+   * The kernel's layout (`header_probe.ts` finds it on a real host); default
+   * the verified 2025-12 era-A table. Must agree with the era the kernel shows.
+   */
+  abi?: VmmAbi;
 }
 
 /** The OpenBSD vmm(4) accelerator. */
@@ -40,6 +51,8 @@ export class OpenbsdAccel implements Accel {
   /** The /dev/vmm fd. */
   readonly fd: number;
   readonly era: VmmAbiEra;
+  /** The layouts and requests every ioctl uses. */
+  readonly abi: VmmAbi;
   readonly devicePath: string;
   readonly pciHoleBase: number;
   #closed = false;
@@ -49,9 +62,20 @@ export class OpenbsdAccel implements Accel {
     this.libc = libc;
     this.devicePath = devicePath;
     this.pciHoleBase = options.pciHoleBase ?? PCI_HOLE_BASE;
+    this.abi = options.abi ?? ABI_2025_12;
     this.fd = openVmm(libc, devicePath);
     try {
       this.era = detectVmmEra(libc, this.fd);
+      if (this.era !== this.abi.era) {
+        throw new Error(
+          this.era === "B"
+            ? `vmm(4) on this host has the per-VM fd ABI (era B: ${devicePath} answers ENOTTY ` +
+              `to VMM_IOC_INFO) but the layout given is ${this.abi.name} (${this.abi.source}): ` +
+              `probe this host's headers (era B layouts differ between kernels)`
+            : `vmm(4) on this host keeps VMs on ${devicePath} (era A) but the layout given is ` +
+              `${this.abi.name} (${this.abi.source}): the headers do not match the kernel`,
+        );
+      }
     } catch (e) {
       libc.close(this.fd);
       throw e;
@@ -106,9 +130,7 @@ export class OpenbsdVm implements Vm {
     }
     this.ranges = vmmMemRanges(options.ram, accel.pciHoleBase);
     const req = { name: options.name, vcpus: options.vcpus, ranges: this.ranges };
-    const created = accel.era === "A"
-      ? createVmEraA(accel.libc, accel.fd, req)
-      : createVmEraB(accel.libc, accel.fd, accel.devicePath, req);
+    const created = createVm(accel.libc, accel.fd, accel.abi, req, accel.devicePath);
     this.id = created.id;
     this.fd = created.fd;
     this.memory = new GuestMemory(created.regions);
@@ -138,13 +160,10 @@ export class OpenbsdVm implements Vm {
     if (this.#closed) return;
     this.#closed = true;
     const libc = this.accel.libc;
-    if (this.accel.era === "A") {
-      libc.ioctlTry(
-        this.fd,
-        abi.VMM_IOC_TERM,
-        abi.vm_terminate_params.bytes({ vtp_vm_id: this.id }),
-        ["ENOENT"],
-      );
+    const term = this.accel.abi.structs.vm_terminate_params;
+    const TERM = this.accel.abi.requests.VMM_IOC_TERM;
+    if (this.accel.era === "A" && term && TERM) {
+      libc.ioctlTry(this.fd, TERM, term.bytes({ vtp_vm_id: this.id }), ["ENOENT"]);
     } else {
       libc.close(this.fd);
     }

@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import type { CpuState, Registers, SpecialRegisters } from "../types.ts";
 import * as abi from "./abi.ts";
 import { FakeVmmLibc, seg } from "./test_helpers.ts";
-import { vm_create_params_era_b, VMM_IOC_CREATE_ERA_B } from "./create.ts";
+import { abiForShape, type VmmAbi } from "./abi_tables.ts";
+import { ABI_ERA_B_FD_AT_END, vm_create_params_era_b, VMM_IOC_CREATE_ERA_B } from "./create.ts";
 import { checkMemRanges, vmmMemRanges } from "./mem_ranges.ts";
 import {
   decodeVcpuRegState,
@@ -169,14 +170,26 @@ Deno.test("open errors say what to do", () => {
   }
 });
 
-Deno.test("era detection: VMM_IOC_INFO answers in era A, ENOTTY means era B", () => {
+Deno.test("era detection: VMM_IOC_INFO answers in era A, ENOTTY means era B, and must match the layout", () => {
   const a = new OpenbsdAccel(eraA());
   assert.equal(a.era, "A");
   const info = a.libc as FakeVmmLibc;
   // The probe asks for nothing: a zero-sized buffer.
   assert.deepEqual([...info.callsOf("VMM_IOC_INFO")[0].in!], new Array(24).fill(0));
   const b = new FakeVmmLibc();
-  assert.equal(new OpenbsdAccel(b).era, "B"); // no INFO handler: ENOTTY
+  assert.equal(new OpenbsdAccel(b, "/dev/vmm", { abi: ABI_ERA_B_FD_AT_END }).era, "B");
+  // An era-B kernel with the era-A table (or the reverse) is refused before any VM exists.
+  const noLayout = new FakeVmmLibc();
+  assert.throws(
+    () => new OpenbsdAccel(noLayout),
+    /per-VM fd ABI \(era B: \/dev\/vmm answers ENOTTY to VMM_IOC_INFO\) but the layout given is 2025-12 .*probe this host's headers/,
+  );
+  assert.deepEqual(noLayout.closed, [noLayout.deviceFd]);
+  assert.equal(noLayout.callsOf("VMM_IOC_CREATE").length, 0);
+  assert.throws(
+    () => new OpenbsdAccel(eraA(), "/dev/vmm", { abi: ABI_ERA_B_FD_AT_END }),
+    /keeps VMs on \/dev\/vmm \(era A\) but the layout given is era B with vcp_fd end/,
+  );
   const broken = new FakeVmmLibc().on("VMM_IOC_INFO", () => ({ errno: "EIO" }));
   assert.throws(() => new OpenbsdAccel(broken), /VMM_IOC_INFO failed: EIO/);
   assert.deepEqual(broken.closed, [broken.deviceFd]);
@@ -295,38 +308,87 @@ Deno.test("createVm: irqchip kernel, vCPUs beyond era A's 1 and ENOMEM are clear
   assert.throws(() => vm.setIrqLine(4, true), /no in-kernel interrupt controller/);
 });
 
-Deno.test("era B: the layout must be confirmed, else the message names what was expected", () => {
-  assert.equal(vm_create_params_era_b.size, 2664);
-  assert.equal(VMM_IOC_CREATE_ERA_B.value, 0xca685601);
-  // A kernel with another vm_create_params rejects the request number itself.
-  const rejects = new FakeVmmLibc();
-  const accel = new OpenbsdAccel(rejects);
-  assert.throws(
-    () => accel.createVm(OPTIONS),
-    /era B: \/dev\/vmm answers ENOTTY to VMM_IOC_INFO\) but rejected the era-B layout vmmctl expects: vm_create_params of 2664 bytes with "int vcp_fd" after vcp_asid \(VMM_IOC_CREATE 0xca685601\)/,
-  );
-  // CREATE works but the fd field holds no VM fd.
-  const noFd = new FakeVmmLibc().on("VMM_IOC_CREATE", () => 0);
-  assert.throws(() => new OpenbsdAccel(noFd).createVm(OPTIONS), /vcp_fd "0" is not a VM fd/);
-  // A confirmed VM fd carries every later ioctl and is closed to destroy the VM.
-  const L = vm_create_params_era_b;
-  const ok = new FakeVmmLibc();
-  ok.on("VMM_IOC_CREATE", (arg) => {
+/** An era-B kernel whose CREATE puts the VM fd (11) where `kernel` says, maps RAM at `va`. */
+function eraB(kernel: VmmAbi, va?: (libc: FakeVmmLibc) => bigint): FakeVmmLibc {
+  const L = kernel.structs.vm_create_params;
+  const libc = new FakeVmmLibc();
+  libc.on("VMM_IOC_CREATE", (arg) => {
     const v = new DataView(arg.buffer);
-    v.setUint32(L.offsetOf("vcp_id"), 9, true);
     v.setInt32(L.offsetOf("vcp_fd"), 11, true);
-    v.setBigUint64(L.offsetOf("vcp_memranges[0].vmr_va"), ok.map(RAM_BYTES), true);
+    v.setBigUint64(
+      L.offsetOf("vcp_memranges[0].vmr_va"),
+      va ? va(libc) : libc.map(RAM_BYTES),
+      true,
+    );
     return 0;
   });
-  ok.on("VMM_IOC_READREGS", (_a, fd) => (fd === 11 ? 0 : { errno: "ENOTTY" }));
-  ok.on("VMM_IOC_RESETCPU", (_a, fd) => (fd === 11 ? 0 : { errno: "ENOTTY" }));
-  const vm = new OpenbsdAccel(ok).createVm({ ...OPTIONS, vcpus: 4 });
+  for (const name of ["VMM_IOC_READREGS", "VMM_IOC_RESETCPU", "VMM_IOC_INTR", "VMM_IOC_RUN"]) {
+    libc.on(name, (_a, fd) => (fd === 11 ? 0 : { errno: "ENOTTY" }));
+  }
+  return libc;
+}
+
+Deno.test("era B: the VM is the fd the kernel wrote; a failed start leaves no VM fd open", () => {
+  assert.equal(vm_create_params_era_b.size, 2664);
+  assert.equal(VMM_IOC_CREATE_ERA_B.value, 0xca685601);
+  const endIds = ABI_ERA_B_FD_AT_END;
+  const opts = { abi: endIds };
+  // A kernel with another vm_create_params size rejects the request number itself.
+  assert.throws(
+    () => new OpenbsdAccel(new FakeVmmLibc(), "/dev/vmm", opts).createVm(OPTIONS),
+    /does not take VMM_IOC_CREATE 0xca685601 \(vm_create_params of 2664 bytes, layout era B with vcp_fd end/,
+  );
+  // Same size, fd elsewhere (after vcp_id): found where the kernel put it, closed, named.
+  const afterId = abiForShape({ fd: "after-id", vmIds: true, avic: false });
+  const moved = eraB(afterId);
+  assert.throws(
+    () => new OpenbsdAccel(moved, "/dev/vmm", opts).createVm(OPTIONS),
+    /vcp_fd at offset 2656 holds "-1", not a VM fd .*the kernel put it at offset 604 \(closed\)/,
+  );
+  assert.deepEqual(moved.closed, [11]);
+  // The fd is right but the RAM mapping is not: the VM fd is closed before the error.
+  const noVa = eraB(endIds, () => 0n);
+  assert.throws(
+    () => new OpenbsdAccel(noVa, "/dev/vmm", opts).createVm(OPTIONS),
+    /returned host address "0x0" for memory range 0/,
+  );
+  assert.deepEqual(noVa.closed, [11]);
+  // A confirmed VM fd carries every later ioctl and is closed to destroy the VM.
+  const ok = eraB(endIds);
+  const vm = new OpenbsdAccel(ok, "/dev/vmm", opts).createVm({ ...OPTIONS, vcpus: 4 });
   assert.equal(vm.fd, 11);
+  assert.equal(
+    vm.id,
+    0,
+    "era B names the VM by its fd, not by a vcp_id the kernel no longer writes",
+  );
   assert.equal(new DataView(ok.callsOf("VMM_IOC_CREATE")[0].in!.buffer).getBigUint64(8, true), 4n);
   vm.createVcpu(3, flat32());
   vm.close();
   assert.deepEqual(ok.closed, [11]);
   assert.equal(ok.callsOf("VMM_IOC_TERM").length, 0);
+});
+
+Deno.test("era B without *_vm_id: every parameter struct carries the vCPU id where the kernel reads it", () => {
+  const noIds = abiForShape({ fd: "after-poscbit", vmIds: false, avic: false });
+  const libc = eraB(noIds);
+  const vm = new OpenbsdAccel(libc, "/dev/vmm", { abi: noIds }).createVm({ ...OPTIONS, vcpus: 2 });
+  const vcpu = vm.createVcpu(1, flat32());
+  const reset = libc.callsOf("VMM_IOC_RESETCPU")[0];
+  assert.equal(reset.value, noIds.requests.VMM_IOC_RESETCPU.value);
+  assert.equal(reset.in!.length, 576, "vcpu_reg_state stays 8-aligned");
+  assert.equal(noIds.structs.vm_resetcpu_params.offsetOf("vrp_init_state"), 8);
+  assert.equal(new DataView(reset.in!.buffer).getUint32(0, true), 1, "vrp_vcpu_id at 0");
+  vcpu.setInterruptPending(true);
+  const intr = libc.callsOf("VMM_IOC_INTR")[0];
+  assert.equal(intr.value, 0x80085606, "vm_intr_params is 8 bytes without vip_vm_id");
+  assert.deepEqual([...intr.in!], [1, 0, 0, 0, 1, 0, 0, 0]);
+  vcpu.run();
+  const run = libc.callsOf("VMM_IOC_RUN")[0];
+  assert.equal(run.value, 0xc0285602);
+  const v = new DataView(run.in!.buffer);
+  assert.equal(v.getUint32(0, true), 1, "vrp_vcpu_id at 0");
+  assert.equal(v.getBigUint64(noIds.structs.vm_run_params.offsetOf("vrp_exit"), true) !== 0n, true);
 });
 
 Deno.test("segments: VMX access rights in both directions, vmd's flat templates", () => {
