@@ -16,6 +16,7 @@
  */
 
 import { errnoName, type ErrnoOs, IoctlError, SyscallError } from "./errno.ts";
+import { findLibcPath } from "./libc_path.ts";
 
 /** A named ioctl request: the name is what error messages show. */
 export interface IoctlRequest {
@@ -150,34 +151,8 @@ const THREADS_OPENBSD = {
   pthread_self: { parameters: [], result: "pointer" },
   pthread_kill: { parameters: ["pointer", "i32"], result: "i32" },
 } as const;
-
-function listUsrLib(): Iterable<string> {
-  return Array.from(Deno.readDirSync("/usr/lib"), (e) => e.name);
-}
-
-/**
- * Finds the C library file for this system. `listLibDir` lists /usr/lib's
- * file names (tests pass a fake listing).
- */
-export function findLibcPath(
-  os: string = Deno.build.os,
-  listLibDir: () => Iterable<string> = listUsrLib,
-): string {
-  if (os === "linux") return "libc.so.6";
-  if (os === "openbsd") {
-    // OpenBSD bumps libc's version with every ABI change: pick the newest.
-    let best: [number, number, string] | undefined;
-    for (const name of listLibDir()) {
-      const m = /^libc\.so\.(\d+)\.(\d+)$/.exec(name);
-      if (!m) continue;
-      const v: [number, number, string] = [Number(m[1]), Number(m[2]), `/usr/lib/${name}`];
-      if (!best || v[0] > best[0] || (v[0] === best[0] && v[1] > best[1])) best = v;
-    }
-    if (!best) throw new Error("Cannot find the C library: no /usr/lib/libc.so.N.M");
-    return best[2];
-  }
-  throw new Error(`Unsupported operating system "${os}": vmmctl runs on Linux and OpenBSD`);
-}
+/** Re-exported: the one place that says which libc this process uses. */
+export { findLibcPath };
 
 let cached: Libc | undefined;
 

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { IoctlError, SyscallError } from "./errno.ts";
-import { findLibcPath, LINUX_CONSTANTS, openLibc } from "./libc.ts";
+import { LINUX_CONSTANTS, openLibc } from "./libc.ts";
 
 const onLinux = Deno.build.os === "linux";
 
@@ -13,36 +13,6 @@ function thrown(fn: () => unknown): unknown {
   }
   assert.fail("expected an exception");
 }
-
-Deno.test("findLibcPath: glibc on Linux", () => {
-  assert.equal(findLibcPath("linux"), "libc.so.6");
-});
-
-Deno.test("findLibcPath: newest libc.so.N.M on OpenBSD, compared as numbers", () => {
-  const listing = [
-    "libc.so.99.9",
-    "libm.so.10.1",
-    "libc.so.100.0",
-    "libc.so.100.10",
-    "libc.so.100.2",
-    "libc.a",
-    "libc.so.101",
-    "libcrypto.so.52.0",
-  ];
-  assert.equal(findLibcPath("openbsd", () => listing), "/usr/lib/libc.so.100.10");
-  assert.equal(findLibcPath("openbsd", () => ["libc.so.97.1"]), "/usr/lib/libc.so.97.1");
-});
-
-Deno.test("findLibcPath: no libc on OpenBSD, or an unsupported system, throws", () => {
-  assert.throws(
-    () => findLibcPath("openbsd", () => ["libm.so.10.1", "libc.so.7"]),
-    { message: "Cannot find the C library: no /usr/lib/libc.so.N.M" },
-  );
-  assert.throws(
-    () => findLibcPath("windows"),
-    { message: 'Unsupported operating system "windows": vmmctl runs on Linux and OpenBSD' },
-  );
-});
 
 const real = { ignore: !onLinux } as const;
 

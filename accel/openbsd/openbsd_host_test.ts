@@ -48,7 +48,12 @@ function fakeDlopen(fail: Record<string, number> = {}) {
 
 Deno.test("openSandboxCalls: OpenBSD's libc found by findLibcPath, C strings, errno on failure", () => {
   const listing = ["libc.so.97.1", "libc.so.100.3", "libc.so.100.0", "libm.so.10.1"];
-  const libcPath = findLibcPath("openbsd", () => listing);
+  const libcPath = findLibcPath("openbsd", {
+    procMaps: () => undefined,
+    executableNeeded: () => ["libpthread.so.28.1", "libc.so.100.0"],
+    listUsrLib: () => listing,
+    loadedObjects: () => undefined,
+  });
   assert.equal(libcPath, "/usr/lib/libc.so.100.3");
   const f = fakeDlopen({ pledge: 1 });
   const calls = openSandboxCalls({ libcPath, dlopen: f.dlopen, readErrno: f.readErrno });
