@@ -1,23 +1,26 @@
 /**
- * The OpenBSD host side of vmmctl: dropping privileges after set-up the way
- * vmd's VM process does (unveil(2) then pledge(2) with the "vmm" promise),
- * through the same C library the back-end uses.
+ * The OpenBSD host side of vmmctl: narrowing the VM process the way vmd's VM
+ * process does, in two steps, through the C library the back-end uses:
+ * 1. set-up ({@link applySetupSandbox}): unveil(2) the executable "x" (and
+ *    any paths the plan keeps), lock unveil, pledge(2) {@link SETUP_PROMISES}
+ *    ("stdio vmm proc exec" as vmd, plus what Deno needs while it opens
+ *    images and devices). VMM_IOC_CREATE, INFO and SHAREMEM need "proc".
+ * 2. running ({@link applyRunningSandbox}): pledge {@link RUNNING_PROMISES}
+ *    once the VM and its vCPUs exist ("stdio vmm" as vmd, plus V8's
+ *    "prot_exec", "tty" for the console and "unix" for the control socket).
+ *    From then on CREATE is a pledge violation: a guest reboot must end the
+ *    VM process, as in vmd, not re-create the VM inside it.
+ * vmd also unveils /etc/firmware/vmm.dsdt; vmmctl builds its ACPI tables
+ * itself and reads no DSDT file, so that path is not kept.
  *
- * Order matters on OpenBSD: VMM_IOC_CREATE and VMM_IOC_INFO need the "proc"
- * promise, so pledge only after the VM and its vCPUs exist; from then on the
- * process keeps "vmm" (VMM_IOC_RUN, RESETCPU, READREGS/WRITEREGS, INTR,
- * TERM) and what the rest of vmmctl needs. unveil(2) first narrows the file
- * system to the paths still needed (console file, control socket folder)
- * and is then locked with unveil(NULL, NULL).
- *
- * Deno itself needs more than vmd's "stdio vmm recvfd": V8 maps JIT code
- * ("prot_exec"), the console uses a tty ("tty"), the control socket a Unix
- * socket ("unix"), and files may still be opened ("rpath wpath cpath"), so
- * {@link DEFAULT_VM_PROMISES} is wider than vmd's. It was not tried on an
- * OpenBSD machine (there is none here); tests check the calls through a fake.
+ * The kernel's rules for which vmm(4) ioctl needs which promise
+ * (`pledge_ioctl_vmm`) are data here ({@link VMM_IOCTL_PROMISE}) so the
+ * test fakes enforce the same ones. Not tried on an OpenBSD machine (there
+ * is none here); tests check the calls and their order through a fake that
+ * fails what the current promises forbid.
  *
  * Device open errors (no /dev/vmm, no permission) are explained where the
- * device is opened, in `vmm.ts`.
+ * device is opened, in `create.ts`.
  *
  * @example
  * ```ts
@@ -31,8 +34,29 @@
 import { SyscallError } from "../../ffi/errno.ts";
 import { findLibcPath } from "../../ffi/libc.ts";
 
-/** The promises a running VM process keeps (see the module doc for why each). */
-export const DEFAULT_VM_PROMISES = "stdio rpath wpath cpath unix tty prot_exec vmm";
+/** Promises while the VM is being set up (see the module doc for why each). */
+export const SETUP_PROMISES = "stdio rpath wpath cpath unix tty prot_exec vmm proc exec";
+/** Promises the running VM process keeps. */
+export const RUNNING_PROMISES = "stdio unix tty prot_exec vmm";
+
+/**
+ * The promise each vmm(4) ioctl needs besides "vmm" (the kernel's
+ * `pledge_ioctl_vmm` and its amd64 part): "proc" for those vmd's parent
+ * uses, nothing more for the ones a VM process issues.
+ */
+export const VMM_IOCTL_PROMISE: Readonly<Record<string, "proc" | "vmm">> = Object.freeze({
+  VMM_IOC_CREATE: "proc",
+  VMM_IOC_INFO: "proc",
+  VMM_IOC_SHAREMEM: "proc",
+  VMM_IOC_TERM: "vmm",
+  VMM_IOC_RUN: "vmm",
+  VMM_IOC_RESETCPU: "vmm",
+  VMM_IOC_READREGS: "vmm",
+  VMM_IOC_WRITEREGS: "vmm",
+  VMM_IOC_READVMPARAMS: "vmm",
+  VMM_IOC_WRITEVMPARAMS: "vmm",
+  VMM_IOC_INTR: "vmm",
+});
 
 /** One path to keep visible after unveil is locked. */
 export interface UnveilPath {
@@ -75,7 +99,7 @@ export type DlopenSandbox = (
 
 /** Options of {@link openSandboxCalls}. */
 export interface SandboxCallsOptions {
-  /** The C library (default: the newest /usr/lib/libc.so.N.M, as the back-end finds it). */
+  /** The C library (default: the one this process runs on, as the back-end finds it). */
   libcPath?: string;
   dlopen?: DlopenSandbox;
   /** Reads errno through `__errno()`'s pointer. */
@@ -110,12 +134,16 @@ export function openSandboxCalls(options: SandboxCallsOptions = {}): SandboxCall
   };
 }
 
-/** The plan for a VM process: {@link DEFAULT_VM_PROMISES} plus `extraPromises`, and `unveil`. */
+/** The plan for a VM process: {@link RUNNING_PROMISES} plus `extraPromises`, and `unveil`. */
 export function vmSandboxPlan(
-  options: { unveil?: UnveilPath[]; extraPromises?: string[] } = {},
+  options: { unveil?: UnveilPath[]; extraPromises?: string[]; execPath?: string } = {},
 ): SandboxPlan {
-  const promises = [DEFAULT_VM_PROMISES, ...(options.extraPromises ?? [])].join(" ");
-  for (const u of options.unveil ?? []) {
+  const promises = [RUNNING_PROMISES, ...(options.extraPromises ?? [])].join(" ");
+  const unveil = [
+    { path: options.execPath ?? Deno.execPath(), permissions: "x" },
+    ...(options.unveil ?? []),
+  ];
+  for (const u of unveil) {
     if (!u.path.startsWith("/")) {
       throw new Error(`unveil path "${u.path}" must be absolute`);
     }
@@ -125,24 +153,50 @@ export function vmSandboxPlan(
       );
     }
   }
-  return { promises, unveil: options.unveil ?? [] };
+  return { promises, unveil };
 }
 
-/**
- * Applies `plan`: unveil every path (or hide "/" when there is none, so the
- * file system disappears), lock unveil, then pledge. Throws the first failure.
- */
-export function applySandbox(calls: SandboxCalls, plan: SandboxPlan): void {
-  const paths = plan.unveil.length > 0 ? plan.unveil : [{ path: "/", permissions: "" }];
-  for (const u of paths) calls.unveil(u.path, u.permissions);
+/** Step 1: unveil every path of `plan`, lock unveil, pledge {@link SETUP_PROMISES}. */
+export function applySetupSandbox(calls: SandboxCalls, plan: SandboxPlan): void {
+  for (const u of plan.unveil) calls.unveil(u.path, u.permissions);
   calls.unveil(null, null);
+  calls.pledge(SETUP_PROMISES, null);
+}
+
+/** Step 2: pledge the running set of `plan` (a subset of the set-up one). */
+export function applyRunningSandbox(calls: SandboxCalls, plan: SandboxPlan): void {
   calls.pledge(plan.promises, null);
+}
+
+/** Both steps, for a caller that is already past VM creation. */
+export function applySandbox(calls: SandboxCalls, plan: SandboxPlan): void {
+  applySetupSandbox(calls, plan);
+  applyRunningSandbox(calls, plan);
+}
+
+/** Which openers already applied step 1 (the real one is process-wide; tests bring their own). */
+const setupDone = new WeakSet<() => SandboxCalls>();
+
+/**
+ * On OpenBSD, step 1 for this process (call it in the VM process before
+ * the VM is created, once its files are open); elsewhere does nothing.
+ */
+export function enterVmSetup(
+  options: { unveil?: UnveilPath[] } = {},
+  os: string = Deno.build.os,
+  open: () => SandboxCalls = openSandboxCalls,
+): boolean {
+  if (os !== "openbsd" || setupDone.has(open)) return false;
+  applySetupSandbox(open(), vmSandboxPlan(options));
+  setupDone.add(open);
+  return true;
 }
 
 /**
  * On OpenBSD, narrows this process to what a running VM needs (call it
- * after the VM and its vCPUs are created); elsewhere does nothing. Returns
- * whether it applied a sandbox.
+ * after the VM and its vCPUs are created): step 1 if {@link enterVmSetup}
+ * did not run, then step 2; elsewhere does nothing. Returns whether it
+ * applied a sandbox.
  */
 export function lockDownVmProcess(
   options: { unveil?: UnveilPath[]; extraPromises?: string[] } = {},
@@ -150,6 +204,10 @@ export function lockDownVmProcess(
   open: () => SandboxCalls = openSandboxCalls,
 ): boolean {
   if (os !== "openbsd") return false;
-  applySandbox(open(), vmSandboxPlan(options));
+  const calls = open();
+  const plan = vmSandboxPlan(options);
+  if (!setupDone.has(open)) applySetupSandbox(calls, plan);
+  setupDone.add(open);
+  applyRunningSandbox(calls, plan);
   return true;
 }

@@ -1,15 +1,43 @@
 import assert from "node:assert/strict";
 import { SyscallError } from "../../ffi/errno.ts";
 import { findLibcPath } from "../../ffi/libc.ts";
+import { zeroRegisters } from "../../loaders/cpu_state.ts";
+import * as abi from "./abi.ts";
 import {
   applySandbox,
-  DEFAULT_VM_PROMISES,
   type DlopenSandbox,
+  enterVmSetup,
   lockDownVmProcess,
   openSandboxCalls,
+  RUNNING_PROMISES,
   type SandboxCalls,
+  SETUP_PROMISES,
   vmSandboxPlan,
 } from "./openbsd_host.ts";
+import { FakePledge, FakeVmmLibc, PledgeViolation, seg } from "./test_helpers.ts";
+import { OpenbsdAccel } from "./vmm.ts";
+import type { SpecialRegisters } from "../types.ts";
+
+function flatSregs(): SpecialRegisters {
+  return {
+    cs: seg(0xb, { selector: 0x08 }),
+    ds: seg(3),
+    es: seg(3),
+    fs: seg(3),
+    gs: seg(3),
+    ss: seg(3),
+    tr: seg(0xb, { selector: 0x20, s: false, g: false, db: false, limit: 0x67 }),
+    ldt: seg(2, { selector: 0, s: false, present: false, unusable: true, g: false, db: false }),
+    gdt: { base: 0n, limit: 0 },
+    idt: { base: 0n, limit: 0 },
+    cr0: 0x11n,
+    cr2: 0n,
+    cr3: 0n,
+    cr4: 0n,
+    cr8: 0n,
+    efer: 0n,
+  };
+}
 
 function text(b: Uint8Array | null): string | null {
   if (b === null) return null;
@@ -36,7 +64,7 @@ function fakeDlopen(fail: Record<string, number> = {}) {
         },
         unveil(p, perm) {
           calls.push(`unveil(${JSON.stringify(text(p))}, ${JSON.stringify(text(perm))})`);
-          if (fail.unveil && text(p) !== null) return (errno = fail.unveil), -1;
+          if (fail.unveil && text(p) === "/nonexistent") return (errno = fail.unveil), -1;
           return 0;
         },
         __errno: () => null,
@@ -73,7 +101,7 @@ Deno.test("openSandboxCalls: OpenBSD's libc found by findLibcPath, C strings, er
   ]);
 });
 
-Deno.test("applySandbox: unveil each path, lock, then pledge; nothing to keep hides /", () => {
+Deno.test("applySandbox: unveil execpath x and the plan's paths, lock, pledge set-up then running", () => {
   const log: string[] = [];
   const calls: SandboxCalls = {
     pledge: (p, e) => void log.push(`pledge ${p} ${e}`),
@@ -82,6 +110,7 @@ Deno.test("applySandbox: unveil each path, lock, then pledge; nothing to keep hi
   applySandbox(
     calls,
     vmSandboxPlan({
+      execPath: "/usr/local/bin/deno",
       unveil: [{ path: "/tmp/console.log", permissions: "rwc" }, {
         path: "/var/run/vmmctl",
         permissions: "rw",
@@ -90,17 +119,60 @@ Deno.test("applySandbox: unveil each path, lock, then pledge; nothing to keep hi
     }),
   );
   assert.deepEqual(log, [
+    "unveil /usr/local/bin/deno x",
     "unveil /tmp/console.log rwc",
     "unveil /var/run/vmmctl rw",
     "unveil null null",
-    `pledge ${DEFAULT_VM_PROMISES} recvfd null`,
+    `pledge ${SETUP_PROMISES} null`,
+    `pledge ${RUNNING_PROMISES} recvfd null`,
   ]);
-  log.length = 0;
-  applySandbox(calls, vmSandboxPlan());
-  assert.deepEqual(log, ["unveil / ", "unveil null null", `pledge ${DEFAULT_VM_PROMISES} null`]);
-  assert.match(DEFAULT_VM_PROMISES, /\bvmm\b/);
-  assert.match(DEFAULT_VM_PROMISES, /^stdio /);
-  assert.doesNotMatch(DEFAULT_VM_PROMISES, /\bproc\b/, "no VM creation after set-up");
+  // vmd's sets, plus what Deno needs.
+  assert.match(SETUP_PROMISES, /^stdio .*\bvmm proc exec$/);
+  assert.match(RUNNING_PROMISES, /^stdio .*\bvmm$/);
+  assert.doesNotMatch(RUNNING_PROMISES, /\bproc\b|\bexec\b/, "no VM creation after set-up");
+  for (const p of RUNNING_PROMISES.split(" ")) assert.ok(SETUP_PROMISES.includes(p), p);
+});
+
+Deno.test("pledge through the fake kernel: set-up allows CREATE; once running, a re-CREATE is a violation", () => {
+  const kernel = new FakePledge();
+  const libc = new FakeVmmLibc();
+  libc.pledge = kernel;
+  const C = abi.vm_create_params;
+  libc.on("VMM_IOC_INFO", () => 0);
+  libc.on("VMM_IOC_CREATE", (arg) => {
+    const v = new DataView(arg.buffer);
+    v.setUint32(C.offsetOf("vcp_id"), 3, true);
+    v.setBigUint64(C.offsetOf("vcp_memranges[0].vmr_va"), libc.map(0x200000), true);
+    return 0;
+  });
+  libc.on("VMM_IOC_RESETCPU", () => 0);
+  libc.on("VMM_IOC_RUN", () => 0);
+  libc.on("VMM_IOC_TERM", () => 0);
+  const open = () => kernel;
+  assert.equal(enterVmSetup({}, "openbsd", open), true);
+  assert.deepEqual(kernel.log.slice(0, 2), [`unveil ${Deno.execPath()} x`, "unveil lock"]);
+  const accel = new OpenbsdAccel(libc); // VMM_IOC_INFO: needs "proc", held
+  const options = {
+    name: "p",
+    ram: [{ gpa: 0, size: 0x200000 }],
+    vcpus: 1,
+    irqchip: "user" as const,
+  };
+  const vm = accel.createVm(options);
+  const vcpu = vm.createVcpu(0, { regs: zeroRegisters(), sregs: flatSregs() });
+  assert.equal(lockDownVmProcess({}, "openbsd", open), true);
+  assert.equal(kernel.log.at(-1), `pledge ${RUNNING_PROMISES}`);
+  assert.equal(kernel.log.filter((l) => l.startsWith("unveil")).length, 2, "unveil once");
+  vcpu.run(); // VMM_IOC_RUN: "vmm" is enough
+  assert.throws(
+    () => accel.createVm(options),
+    (e) =>
+      e instanceof PledgeViolation &&
+      /VMM_IOC_CREATE needs "proc", promises are "stdio unix tty prot_exec vmm"/.test(e.message),
+  );
+  assert.throws(() => kernel.pledge(SETUP_PROMISES, null), /EPERM/, "promises only narrow");
+  assert.throws(() => kernel.unveil("/etc", "r"), /EPERM/, "unveil stays locked");
+  vm.close(); // TERM: allowed to a VM process
 });
 
 Deno.test("vmSandboxPlan rejects relative paths and unknown permissions", () => {
@@ -129,11 +201,13 @@ Deno.test("lockDownVmProcess: applies only on OpenBSD; an unveil failure stops b
       readErrno: f.readErrno,
     });
   assert.throws(
-    () =>
-      lockDownVmProcess({ unveil: [{ path: "/nonexistent", permissions: "r" }] }, "openbsd", open),
+    () => enterVmSetup({ unveil: [{ path: "/nonexistent", permissions: "r" }] }, "openbsd", open),
     /unveil "\/nonexistent" "r" failed: ENOENT/,
   );
-  assert.deepEqual(f.calls, ['unveil("/nonexistent", "r")']);
+  assert.deepEqual(f.calls, [
+    `unveil(${JSON.stringify(Deno.execPath())}, "x")`,
+    'unveil("/nonexistent", "r")',
+  ], "nothing pledged after the failure");
   const ok = fakeDlopen();
   const open2 = () =>
     openSandboxCalls({
@@ -142,5 +216,5 @@ Deno.test("lockDownVmProcess: applies only on OpenBSD; an unveil failure stops b
       readErrno: ok.readErrno,
     });
   assert.equal(lockDownVmProcess({}, "openbsd", open2), true);
-  assert.equal(ok.calls.at(-1), `pledge(${JSON.stringify(DEFAULT_VM_PROMISES)}, null)`);
+  assert.equal(ok.calls.at(-1), `pledge(${JSON.stringify(RUNNING_PROMISES)}, null)`);
 });

@@ -8,6 +8,7 @@
 
 import { errnoNumber, IoctlError, SyscallError } from "../../ffi/errno.ts";
 import type { Segment } from "../types.ts";
+import { type SandboxCalls, VMM_IOCTL_PROMISE } from "./openbsd_host.ts";
 import {
   type IoctlArg,
   type IoctlRequest,
@@ -66,7 +67,11 @@ export class FakeVmmLibc implements Libc {
     return this;
   }
 
+  /** pledge(2) state the ioctls are checked against (none: unpledged). */
+  pledge?: FakePledge;
+
   #call(fd: number, request: IoctlRequest, arg: IoctlArg): FakeAnswer {
+    this.pledge?.checkIoctl(request.name);
     const buf = arg instanceof Uint8Array ? arg : null;
     this.calls.push({ fd, name: request.name, value: request.value, in: buf ? buf.slice() : null });
     const h = this.handlers.get(request.name);
@@ -165,4 +170,53 @@ export function seg(type: number, extra: Partial<Segment> = {}): Segment {
     unusable: false,
     ...extra,
   };
+}
+
+/** A pledge violation: the kernel kills the process (SIGABRT); the fake throws this. */
+export class PledgeViolation extends Error {}
+
+/**
+ * pledge(2) and unveil(2) with the kernel's rules: promises can only be
+ * narrowed, unveil is refused once locked, and each vmm(4) ioctl needs
+ * "vmm" plus what {@link VMM_IOCTL_PROMISE} says.
+ */
+export class FakePledge implements SandboxCalls {
+  /** undefined until the first pledge. */
+  promises?: Set<string>;
+  locked = false;
+  readonly unveiled: [string, string][] = [];
+  readonly log: string[] = [];
+
+  pledge(promises: string | null, _exec: string | null): void {
+    this.log.push(`pledge ${promises}`);
+    if (promises === null) return;
+    const want = new Set(promises.split(/\s+/).filter((w) => w !== ""));
+    const gained = [...want].filter((p) => this.promises && !this.promises.has(p));
+    if (gained.length > 0) {
+      throw new SyscallError(`pledge "${promises}"`, errnoNumber("EPERM", "openbsd"), "openbsd");
+    }
+    this.promises = want;
+  }
+
+  unveil(path: string | null, permissions: string | null): void {
+    this.log.push(path === null ? "unveil lock" : `unveil ${path} ${permissions}`);
+    if (this.locked) {
+      throw new SyscallError(`unveil "${path}"`, errnoNumber("EPERM", "openbsd"), "openbsd");
+    }
+    if (path === null) this.locked = true;
+    else this.unveiled.push([path, permissions ?? ""]);
+  }
+
+  /** Throws {@link PledgeViolation} when the current promises forbid ioctl `name`. */
+  checkIoctl(name: string): void {
+    if (!this.promises) return;
+    const needs = ["vmm", VMM_IOCTL_PROMISE[name] ?? "(unknown)"];
+    const missing = needs.filter((p) => !this.promises!.has(p));
+    if (missing.length > 0) {
+      throw new PledgeViolation(
+        `pledge violation: ${name} needs "${missing.join(" ")}", promises are ` +
+          `"${[...this.promises].join(" ")}"`,
+      );
+    }
+  }
 }
