@@ -469,3 +469,60 @@ ${sha256(headers)}`);
   const moved = m.notes.length > 0 ? `; ${m.notes.join("; ")}` : "";
   return { abi: m.abi, message: `vmm(4) layout: ${m.abi.name}, probed from the headers${moved}` };
 }
+
+function commandText(cmd: string, args: string[]): string {
+  const out = new Deno.Command(cmd, { args, stdout: "piped", stderr: "null" }).outputSync();
+  if (!out.success) throw new Error(`${cmd} ${args.join(" ")} failed (exit ${out.code})`);
+  return new TextDecoder().decode(out.stdout).trim();
+}
+
+function readOrUndefined(path: string): Uint8Array | undefined {
+  try {
+    return Deno.readFileSync(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return undefined;
+    throw e;
+  }
+}
+
+/** Where probe results are kept: $XDG_CACHE_HOME/vmmctl, else ~/.cache/vmmctl. */
+function cacheDir(): string {
+  const xdg = Deno.env.get("XDG_CACHE_HOME");
+  const home = Deno.env.get("HOME") ?? "/root";
+  return `${xdg && xdg.startsWith("/") ? xdg : `${home}/.cache`}/vmmctl`;
+}
+
+/**
+ * This OpenBSD host: `sysctl -n kern.version`, `uname -r`, the headers under
+ * `includeDir` (default /usr/include), `cc` as the compiler, the cache under
+ * {@link cacheDir}.
+ */
+export function openbsdProbeHost(includeDir = "/usr/include", cc = "cc"): ProbeHost {
+  const headerFiles = [`${includeDir}/dev/vmm/vmm.h`, `${includeDir}/machine/vmmvar.h`];
+  const file = (key: string) => `${cacheDir()}/vmm-abi-${key}.json`;
+  return {
+    kernelVersion: () => commandText("sysctl", ["-n", "kern.version"]),
+    release: () => commandText("uname", ["-r"]),
+    headers() {
+      const parts = headerFiles.map(readOrUndefined);
+      if (parts.some((p) => p === undefined)) return undefined;
+      return new TextEncoder().encode(parts.map((p) => new TextDecoder().decode(p)).join("\n"));
+    },
+    probe: () => runHeaderProbe({ cc }),
+    cacheRead(key) {
+      try {
+        return Deno.readTextFileSync(file(key));
+      } catch {
+        return undefined;
+      }
+    },
+    cacheWrite(key, text) {
+      try {
+        Deno.mkdirSync(cacheDir(), { recursive: true, mode: 0o700 });
+        Deno.writeTextFileSync(file(key), text, { mode: 0o600 });
+      } catch {
+        // A read-only home only costs a probe per start.
+      }
+    },
+  };
+}
