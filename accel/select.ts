@@ -44,8 +44,9 @@ export async function createAccel(choice: AccelChoice, libc: Libc): Promise<Acce
             `(accel "openbsd-on-kvm" runs the same back-end over KVM, for testing)`,
         );
       }
-      const { OpenbsdAccel } = await import("./openbsd/vmm.ts");
-      return new OpenbsdAccel(libc);
+      // With the layout of this host's own vmm(4) headers.
+      const { openOpenbsdAccel } = await import("./openbsd/vmm.ts");
+      return openOpenbsdAccel(libc);
     }
     case "openbsd-on-kvm": {
       // A testing aid: the OpenBSD back-end talking to vmm(4) as emulated on KVM.

@@ -8,7 +8,9 @@ import {
   resolveVmmAbi,
   runHeaderProbe,
 } from "./header_probe.ts";
+import { FakeVmmLibc } from "./test_helpers.ts";
 import { type HeaderRevision, writeHeaderTree } from "./testdata/vmm_headers.ts";
+import { openOpenbsdAccel } from "./vmm.ts";
 
 if (!CC_PATH) console.warn(`header probe: ${NO_CC_MESSAGE}`);
 
@@ -250,4 +252,17 @@ Deno.test("matchProbe: unknown combinations and moved register images are refuse
   movedRip.fields["vcpu_reg_state.vrs_crs"].offset += 8;
   const m3 = matchProbe(movedRip);
   assert.ok("error" in m3 && /struct vcpu_reg_state differs from every table/.test(m3.error));
+});
+
+Deno.test("openOpenbsdAccel: the probed layout reaches the back-end, and the start says which", () => {
+  const shape: VmmShape = { fd: "none", vmIds: true, avic: false };
+  const lines: string[] = [];
+  const libc = new FakeVmmLibc().on("VMM_IOC_INFO", () => 0);
+  const accel = openOpenbsdAccel(libc, fakeHost(resultOf(shape)).host, (l) => lines.push(l));
+  assert.equal(accel.abi.name, ABI_2025_12.name);
+  assert.equal(accel.abi.source, "probed from the installed headers");
+  assert.deepEqual(lines, [`vmm(4) layout: ${ABI_2025_12.name}, probed from the headers`]);
+  // An era-B layout on an era-A kernel: refused before any VM.
+  const b = fakeHost(resultOf({ fd: "after-id", vmIds: true, avic: false })).host;
+  assert.throws(() => openOpenbsdAccel(libc, b, () => {}), /headers do not match the kernel/);
 });

@@ -20,6 +20,7 @@ import { kickVcpu } from "../kick.ts";
 import * as abi from "./abi.ts";
 import { ABI_2025_12, type VmmAbi } from "./abi_tables.ts";
 import { createVm, detectVmmEra, openVmm, type VmmAbiEra } from "./create.ts";
+import { openbsdProbeHost, type ProbeHost, resolveVmmAbi } from "./header_probe.ts";
 import { type VmmMemRange, vmmMemRanges } from "./mem_ranges.ts";
 import { OpenbsdVcpu } from "./vcpu.ts";
 
@@ -96,6 +97,21 @@ export class OpenbsdAccel implements Accel {
     this.#closed = true;
     this.libc.close(this.fd);
   }
+}
+
+/**
+ * The accelerator of this OpenBSD host, with the layout of its own headers
+ * (`header_probe.ts`: probed once per kernel, or the release's table when
+ * there is no compiler); `report` gets the one line saying which.
+ */
+export function openOpenbsdAccel(
+  libc: Libc,
+  host: ProbeHost = openbsdProbeHost(),
+  report: (line: string) => void = (line) => console.error(line),
+): OpenbsdAccel {
+  const { abi, message } = resolveVmmAbi(host);
+  report(message);
+  return new OpenbsdAccel(libc, "/dev/vmm", { abi });
 }
 
 /** A VM created with VMM_IOC_CREATE. */
