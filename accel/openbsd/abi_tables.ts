@@ -246,6 +246,7 @@ export const ABI_2025_12: VmmAbi = abiForShape({ fd: "none", vmIds: true, avic: 
  * table are listed; a -current kernel needs the probe (its layout moves).
  */
 export const RELEASE_TABLES: Readonly<Record<string, VmmAbi>> = Object.freeze({
-  // 7.9 (2026-04) ships vmm.h 1.13 / vmmvar.h 1.117 (2025-12-17).
+  // Inferred from dates, not read from a release: vmm.h 1.13 (2025-12-17) was current until
+  // the per-VM fd change of 2026-09, so 7.9 should carry it with vmmvar.h 1.117.
   "7.9": ABI_2025_12,
 });
