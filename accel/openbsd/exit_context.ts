@@ -61,18 +61,13 @@ export function pagingMode(sregs: SpecialRegisters): PagingMode {
   return { cr0: sregs.cr0, cr3: sregs.cr3, cr4: sregs.cr4, efer: sregs.efer };
 }
 
-/** Up to `max` bytes at CS:RIP through the guest page tables, or undefined. */
-export function bytesAtRip(ctx: ExitContext, max: number): Uint8Array | undefined {
+/** Up to `max` bytes at CS:RIP+`delta` through the guest page tables, or undefined. */
+export function bytesAtRip(ctx: ExitContext, max: number, delta = 0n): Uint8Array | undefined {
   const regs = ctx.getRegisters();
   const sregs = ctx.getSpecialRegisters();
   const long = cpuModeOf(sregs, regs.rflags) === "long64";
-  const f = fetchInstruction(
-    ctx.memory,
-    pagingMode(sregs),
-    long ? 0n : sregs.cs.base,
-    regs.rip,
-    max,
-  );
+  const base = long ? 0n : sregs.cs.base;
+  const f = fetchInstruction(ctx.memory, pagingMode(sregs), base, regs.rip + delta, max);
   return "bytes" in f ? f.bytes : undefined;
 }
 

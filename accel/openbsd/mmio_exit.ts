@@ -52,20 +52,38 @@ function decodeMmioExit(ctx: ExitContext, reason: number): ExitDecoding {
   const sregs = ctx.getSpecialRegisters();
   const cpuMode = cpuModeOf(sregs, regs.rflags);
   const info = v.getUint8(EXIT_VEE_INSN_INFO);
-  const insnLength = (info & abi.VEE_LEN_VALID) !== 0 ? v.getUint8(EXIT_VEE_INSN_LEN) : undefined;
+  const csBase = cpuMode === "long64" ? 0n : sregs.cs.base;
   let bytes: Uint8Array;
   let fetchFault: string | undefined;
-  if ((info & abi.VEE_BYTES_VALID) !== 0) {
-    bytes = ctx.exit.slice(EXIT_VEE_INSN_BYTES, EXIT_VEE_INSN_BYTES + X86_MAX_INSN_BYTES);
+  // AMD (decode assist) sets only VEE_BYTES_VALID, with vee_insn_len = the
+  // bytes the CPU fetched: fewer than 15 near a page end, the rest being
+  // zeros that must not be decoded. The rest comes through the page tables.
+  const fetched = (info & abi.VEE_BYTES_VALID) !== 0
+    ? Math.min(v.getUint8(EXIT_VEE_INSN_LEN), X86_MAX_INSN_BYTES)
+    : 0;
+  if (fetched === X86_MAX_INSN_BYTES) {
+    bytes = ctx.exit.slice(EXIT_VEE_INSN_BYTES, EXIT_VEE_INSN_BYTES + fetched);
   } else {
-    const long = cpuMode === "long64";
-    const f = fetchInstruction(ctx.memory, pagingMode(sregs), long ? 0n : sregs.cs.base, regs.rip);
-    if (!("bytes" in f)) {
-      return failExit(ctx, reason, `cannot fetch the MMIO instruction: ${f.fault}`);
+    const rest = fetchInstruction(
+      ctx.memory,
+      pagingMode(sregs),
+      csBase,
+      regs.rip + BigInt(fetched),
+      X86_MAX_INSN_BYTES - fetched,
+    );
+    if (!("bytes" in rest) && fetched === 0) {
+      return failExit(ctx, reason, `cannot fetch the MMIO instruction: ${rest.fault}`);
     }
-    bytes = f.bytes;
-    fetchFault = f.fault;
+    const tail = "bytes" in rest ? rest.bytes : new Uint8Array(0);
+    bytes = new Uint8Array(fetched + tail.length);
+    bytes.set(ctx.exit.subarray(EXIT_VEE_INSN_BYTES, EXIT_VEE_INSN_BYTES + fetched));
+    bytes.set(tail, fetched);
+    fetchFault = rest.fault;
   }
+  // Intel's vee_insn_len (VEE_LEN_VALID) is VMCS_INSTRUCTION_LENGTH, which
+  // the SDM does not define for EPT violations: the decoded length is used,
+  // never the reported one.
+  const insnLength = undefined;
   const decoded = decodeMmioInstruction(bytes, { cpuMode });
   if ("error" in decoded) {
     // emulateMmio words the failure (unsupported instruction or fetch fault).

@@ -28,7 +28,6 @@ import {
   writeSregs,
 } from "./regs.ts";
 import type { OpenbsdVm } from "./vmm.ts";
-import { X86_MAX_INSN_BYTES } from "./x86_decode.ts";
 
 const EXIT = abi.vm_exit;
 const EXIT_VRS = EXIT.offsetOf("vrs");
@@ -106,6 +105,8 @@ export class OpenbsdVcpu extends VcpuBase implements Vcpu {
   #window = false;
   #intrLine = false;
   #pending: Pending = { kind: "none" };
+  /** Why vmm(4) terminated this vCPU (RUN and RESETCPU would answer EBUSY). */
+  #terminated?: string;
   /** What the exit decoders see of this vCPU. */
   readonly #ctx: ExitContext;
 
@@ -219,6 +220,13 @@ export class OpenbsdVcpu extends VcpuBase implements Vcpu {
     if (this.#pending.kind !== "none") {
       throw new Error("OpenbsdVcpu.run: the previous IO/MMIO exit was not completed");
     }
+    if (this.#terminated) {
+      return {
+        kind: "fail",
+        raw: 0,
+        reason: `vmm(4) terminated vCPU ${this.id} (${this.#terminated}): it cannot run again`,
+      };
+    }
     this.#flush();
     const rv = this.#runView;
     const at = this.#at;
@@ -233,6 +241,9 @@ export class OpenbsdVcpu extends VcpuBase implements Vcpu {
       rv.setUint8(at.injectType, abi.VCPU_INJECT_NONE);
     }
     rv.setUint8(at.intrPending, this.#window ? 1 : 0);
+    // The kernel takes its interrupt line from vrp_intr_pending on every RUN,
+    // so that is what VMM_IOC_INTR would change from now on.
+    this.#intrLine = this.#window;
     rv.setUint16(at.exitReason, 0, true);
     rv.setUint8(at.irqready, 0);
     this.#regs = undefined;
@@ -260,14 +271,19 @@ export class OpenbsdVcpu extends VcpuBase implements Vcpu {
     this.#irqReady = false;
     if (err.code !== "EIO") return { kind: "interrupted" };
     // vmm(4) fails the RUN with EIO when the guest halts with interrupts off
-    // (RIP still at the HLT) and when it cannot enter the guest at all.
+    // and when it cannot enter the guest at all. On a halt it also
+    // terminates the vCPU; Intel (vmx_handle_hlt) leaves RIP at the HLT, AMD
+    // (svm_handle_hlt) has already stepped over it.
     this.#reload();
     const regs = this.getRegisters();
-    const bytes = bytesAtRip(this.#ctx, X86_MAX_INSN_BYTES);
-    if ((regs.rflags & RFLAGS_IF) === 0n && bytes?.[0] === 0xf4) {
-      this.#setImageRegisters({ ...regs, rip: regs.rip + 1n });
-      this.#dirty |= abi.VM_RWREGS_GPRS;
-      return { kind: "halt" };
+    if ((regs.rflags & RFLAGS_IF) === 0n) {
+      const intel = bytesAtRip(this.#ctx, 1)?.[0] === 0xf4;
+      const amd = !intel && regs.rip > 0n && bytesAtRip(this.#ctx, 1, -1n)?.[0] === 0xf4;
+      if (intel || amd) {
+        if (intel) this.#setImageRegisters({ ...regs, rip: regs.rip + 1n });
+        this.#terminated = "HLT with interrupts off";
+        return { kind: "halt" };
+      }
     }
     return {
       kind: "fail",

@@ -543,6 +543,20 @@ Deno.test("VMM_IOC_INTR: sent when the pending state changes", () => {
   assert.equal(calls[1].in![8], 0);
 });
 
+Deno.test("VMM_IOC_INTR: every RUN resets the kernel's line to vrp_intr_pending, so the cache follows it", () => {
+  const { libc, vcpu } = setup();
+  libc.on("VMM_IOC_INTR", () => 0);
+  scriptRuns(libc, [() => abi.VM_EXIT_NONE, () => abi.VM_EXIT_NONE]);
+  vcpu.setInterruptPending(true);
+  vcpu.run(); // vrp_intr_pending 0: the kernel's vc_intr is 0 now
+  vcpu.setInterruptPending(true); // so this must reach the kernel again
+  assert.deepEqual(libc.callsOf("VMM_IOC_INTR").map((c) => c.in![8]), [1, 1]);
+  vcpu.requestInterruptWindow(true);
+  vcpu.run(); // vrp_intr_pending 1
+  vcpu.setInterruptPending(true); // already 1 in the kernel
+  assert.equal(libc.callsOf("VMM_IOC_INTR").length, 2);
+});
+
 Deno.test("exit reasons: VMX and SVM sets, NONE, TERMINATED, and unknown reasons fail by name", () => {
   const cases: [number, string][] = [
     [abi.VMX_EXIT_HLT, "halt"],
@@ -573,32 +587,46 @@ Deno.test("exit reasons: VMX and SVM sets, NONE, TERMINATED, and unknown reasons
   assert.match(unknown.reason, /VM_EXIT_0x4242 \(16962\) at RIP 0x100000/);
 });
 
-Deno.test("RUN failing with EIO on HLT with interrupts off is a halt; other EIO fails with RIP and bytes", () => {
-  const state = flat32({ rflags: 0x2n, rip: 0x1000n });
-  const { libc, vm, vcpu } = setup(state);
-  vm.memory.write(0x1000, new Uint8Array([0xf4, 0x90]));
+Deno.test("HLT with interrupts off: EIO, RIP per vendor, then the vCPU is gone; other EIO fails with RIP and bytes", () => {
+  // Intel leaves RIP at the HLT, AMD has stepped over it; both then terminate the vCPU.
+  for (const [vendor, ripAfter] of [["intel", 0x1000n], ["amd", 0x1001n]] as const) {
+    const { libc, vm, vcpu } = setup(flat32({ rflags: 0x2n, rip: 0x1000n }));
+    vm.memory.write(0x1000, new Uint8Array([0xf4, 0x90]));
+    libc.on("VMM_IOC_READREGS", (arg) => {
+      const at = abi.vm_rwregs_params.offsetOf("vrwp_regs");
+      arg.set(encodeVcpuRegState(flat32({ rflags: 0x2n, rip: ripAfter })), at);
+      return 0;
+    });
+    scriptRuns(libc, [() => ({ errno: "EIO" })]);
+    assert.equal(vcpu.run().kind, "halt", vendor);
+    assert.equal(vcpu.getRegisters().rip, 0x1001n, `${vendor}: RIP past the HLT`);
+    const again = vcpu.run();
+    assert.ok(again.kind === "fail", vendor);
+    assert.match(again.reason, /vmm\(4\) terminated vCPU 0 \(HLT with interrupts off\)/);
+    assert.equal(libc.callsOf("VMM_IOC_RUN").length, 1, `${vendor}: no RUN into EBUSY`);
+  }
+  const { libc, vm, vcpu } = setup(flat32({ rflags: 0x2n, rip: 0x2000n }));
   vm.memory.write(0x2000, new Uint8Array([0x0f, 0x0b]));
-  let reg = 0x1000n;
   libc.on("VMM_IOC_READREGS", (arg) => {
     const at = abi.vm_rwregs_params.offsetOf("vrwp_regs");
-    arg.set(encodeVcpuRegState(flat32({ rflags: 0x2n, rip: reg })), at);
+    arg.set(encodeVcpuRegState(flat32({ rflags: 0x2n, rip: 0x2000n })), at);
     return 0;
   });
-  scriptRuns(libc, [() => ({ errno: "EIO" }), () => ({ errno: "EIO" })]);
-  assert.equal(vcpu.run().kind, "halt");
-  assert.equal(vcpu.getRegisters().rip, 0x1001n);
-  reg = 0x2000n;
+  scriptRuns(libc, [() => ({ errno: "EIO" })]);
   const fail = vcpu.run();
   assert.ok(fail.kind === "fail");
   assert.match(fail.reason, /VMM_IOC_RUN failed: .*EIO.* at RIP 0x2000: 0f 0b/);
 });
 
-/** An EPT violation with MMIO_ASSIST (VMX: only the length). */
+/**
+ * An EPT violation with MMIO_ASSIST: VMX gives only the length (VEE_LEN_VALID);
+ * SVM only the bytes fetched (VEE_BYTES_VALID, vee_insn_len = their count).
+ */
 function mmio(insnLen: number, bytes?: number[]): ExitScript {
   return (e, p) => {
     e.setUint8(0, abi.VEE_FAULT_MMIO_ASSIST);
-    e.setUint8(1, abi.VEE_LEN_VALID | (bytes ? abi.VEE_BYTES_VALID : 0));
-    e.setUint8(2, insnLen);
+    e.setUint8(1, bytes ? abi.VEE_BYTES_VALID : abi.VEE_LEN_VALID);
+    e.setUint8(2, bytes ? bytes.length : insnLen);
     if (bytes) bytes.forEach((b, i) => e.setUint8(3 + i, b));
     p.setUint8(abi.vm_run_params.offsetOf("vrp_irqready"), 1);
     return bytes ? abi.SVM_VMEXIT_NPF : abi.VMX_EXIT_EPT_VIOLATION;
@@ -650,15 +678,14 @@ Deno.test("MMIO: the instruction is fetched, the address computed and translated
   assert.equal(libc.callsOf("VMM_IOC_WRITEREGS").length, 0);
 });
 
-Deno.test("MMIO fails closed: unknown instruction, RAM address, length mismatch, PROTECT", () => {
+Deno.test("MMIO fails closed: unknown instruction, RAM address, PROTECT; Intel's length is not trusted", () => {
   const state = flat32({ rbx: 0x3000n, rip: 0x1000n });
   const { libc, vm, vcpu } = setup(state);
   vm.memory.write(0x1000, new Uint8Array([0x8b, 0x03, 0x90]));
-  vm.memory.write(0x2000, new Uint8Array([0x01, 0x03]));
   scriptRuns(libc, [
     mmio(2),
     mmio(3),
-    mmio(2, [0x01, 0x03]),
+    mmio(0, [0x01, 0x03]),
     (e) => (e.setUint8(0, abi.VEE_FAULT_PROTECT), abi.VMX_EXIT_EPT_VIOLATION),
     (e) => (e.setUint8(0, abi.VEE_FAULT_HANDLED), abi.VMX_EXIT_EPT_VIOLATION),
   ]);
@@ -666,15 +693,42 @@ Deno.test("MMIO fails closed: unknown instruction, RAM address, length mismatch,
   assert.ok(ram.kind === "fail");
   assert.match(ram.reason, /addresses guest-physical 0x3000, which is not in an MMIO range/);
   vcpu.setRegisters({ ...vcpu.getRegisters(), rbx: 0xfee00000n });
+  // VMCS_INSTRUCTION_LENGTH is undefined for EPT violations (SDM): 3 is ignored, 2 decoded.
   const len = vcpu.run();
-  assert.ok(len.kind === "fail");
-  assert.match(len.reason, /decodes to 2 bytes but the hypervisor reported 3/);
+  assert.ok(len.kind === "mmio-read" && len.gpa === 0xfee00000);
+  vcpu.completeIo();
+  assert.equal(vcpu.getRegisters().rip, 0x1002n);
+  vcpu.setRegisters({ ...vcpu.getRegisters(), rip: 0x1000n });
   const add = vcpu.run();
   assert.ok(add.kind === "fail");
   assert.match(add.reason, /SVM_VMEXIT_NPF: Unsupported MMIO instruction at RIP 0x1000: 01 03/);
   const prot = vcpu.run();
   assert.ok(prot.kind === "fail" && /VEE_FAULT_PROTECT/.test(prot.reason));
   assert.equal(vcpu.run().kind, "interrupted");
+});
+
+Deno.test("MMIO on AMD: only the bytes fetched are decoded; a short fetch is completed from guest memory", () => {
+  const state = flat32({ rbx: 0xfee00000n, rax: 0x1111n, rip: 0x1ffen });
+  const { libc, vm, vcpu } = setup(state);
+  // mov [ebx], eax (89 03) at the end of a page... and what vee_insn_bytes pads with: zeros.
+  vm.memory.write(0x1ffe, new Uint8Array([0x89, 0x03, 0x90]));
+  scriptRuns(libc, [
+    (e, p) => {
+      // The CPU fetched one byte: vee_insn_bytes = 89 00 00 ... (00 00 would be add [rax], al).
+      e.setUint8(0, abi.VEE_FAULT_MMIO_ASSIST);
+      e.setUint8(1, abi.VEE_BYTES_VALID);
+      e.setUint8(2, 1);
+      e.setUint8(3, 0x89);
+      p.setUint8(abi.vm_run_params.offsetOf("vrp_irqready"), 1);
+      return abi.SVM_VMEXIT_NPF;
+    },
+  ]);
+  const store = vcpu.run();
+  assert.ok(store.kind === "mmio-write", JSON.stringify(store));
+  assert.equal(store.gpa, 0xfee00000, "[ebx], not [eax] from the zero padding");
+  assert.deepEqual([...store.data], [0x11, 0x11, 0, 0]);
+  vcpu.completeIo();
+  assert.equal(vcpu.getRegisters().rip, 0x2000n);
 });
 
 Deno.test("string I/O: rep outsb reads DS:ESI, then RSI/RCX/RIP are written back", () => {
