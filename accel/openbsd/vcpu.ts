@@ -105,6 +105,12 @@ export class OpenbsdVcpu extends VcpuBase implements Vcpu {
   #window = false;
   #intrLine = false;
   #pending: Pending = { kind: "none" };
+  /**
+   * RIP of the instruction the last IO/MMIO exit stopped on, until asked
+   * whether it runs in an interrupt shadow (then `#shadow` holds the answer).
+   */
+  #shadowRip?: bigint;
+  #shadow = false;
   /** Why vmm(4) terminated this vCPU (RUN and RESETCPU would answer EBUSY). */
   #terminated?: string;
   /** What the exit decoders see of this vCPU. */
@@ -257,6 +263,11 @@ export class OpenbsdVcpu extends VcpuBase implements Vcpu {
     this.#irqReady = rv.getUint8(at.irqready) !== 0;
     const decoded = decodeExit(this.#ctx, rv.getUint16(at.exitReason, true));
     this.#pending = decoded.pending;
+    const k = decoded.exit.kind;
+    this.#shadow = false;
+    this.#shadowRip = k === "io-in" || k === "io-out" || k === "mmio-read" || k === "mmio-write"
+      ? this.#exitView.getBigUint64(RIP_AT, true)
+      : undefined;
     return decoded.exit;
   }
 
@@ -298,8 +309,33 @@ export class OpenbsdVcpu extends VcpuBase implements Vcpu {
     completeExit(this.#ctx, p);
   }
 
+  /**
+   * vrp_irqready is only RFLAGS.IF: vmm(4) drops an injection while the
+   * guest sits in an STI / MOV SS shadow (it does not clear the shadow when
+   * userspace steps over the exiting instruction), and the PIC would lose
+   * the vector it acknowledged. So after an IO/MMIO exit whose instruction
+   * follows STI (FB), MOV SS, r16 (8E D0+r) or POP SS (17), wait for the
+   * interrupt window instead. A false match only delays the interrupt by
+   * one exit.
+   */
   readyForInterrupt(): boolean {
-    return this.#irqReady && this.#inject === undefined;
+    if (!this.#irqReady || this.#inject !== undefined) return false;
+    if (this.#shadowRip !== undefined) {
+      const rip = this.#shadowRip;
+      this.#shadowRip = undefined;
+      const before = rip >= 2n ? this.#bytesBefore(rip) : undefined;
+      this.#shadow = before !== undefined &&
+        (before[1] === 0xfb || (before[0] === 0x8e && (before[1] & 0xf8) === 0xd0) ||
+          before[1] === 0x17);
+    }
+    return !this.#shadow;
+  }
+
+  /** The two bytes before linear CS:`rip`, or undefined when they cannot be read. */
+  #bytesBefore(rip: bigint): Uint8Array | undefined {
+    const delta = rip - 2n - this.getRegisters().rip;
+    const b = bytesAtRip(this.#ctx, 2, delta);
+    return b && b.length === 2 ? b : undefined;
   }
 
   injectInterrupt(vector: number): void {

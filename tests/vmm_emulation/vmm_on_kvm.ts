@@ -19,16 +19,24 @@
  *   applies from the caller's `vm_exit`: after an IO exit RIP from `vrs`
  *   and, after an IN, RAX = zero-extended `vei_data`; after an EPT/NPF exit
  *   every GPR from `vrs`;
- * - MMIO as an EPT violation with VEE_FAULT_MMIO_ASSIST carrying only the
- *   instruction length, and only in VM_MEM_MMIO ranges (other unbacked
- *   addresses fail the RUN with EINVAL, vmm(4)'s "unknown memory type");
- * - interrupts only through `vrp_inject` (KVM_INTERRUPT), `vrp_irqready`
- *   from KVM's ready_for_interrupt_injection && IF, `vrp_intr_pending` (or
- *   VMM_IOC_INTR) as KVM's request_interrupt_window;
- * - HLT exits (RIP past the HLT), HLT with interrupts off failing the RUN
- *   with EIO (RIP at the HLT), VM_EXIT_NONE when a signal interrupts
- *   KVM_RUN, the kernel mapping guest RAM into the caller (`vmr_va`) and
- *   keeping that mapping after VMM_IOC_TERM;
+ * - MMIO as an EPT violation with VEE_FAULT_MMIO_ASSIST, only in
+ *   VM_MEM_MMIO ranges (other unbacked addresses fail the RUN with EINVAL,
+ *   vmm(4)'s "unknown memory type"), with the instruction information of
+ *   the personality: Intel (`flavor: "vmx"`) VEE_LEN_VALID and the length
+ *   (VMCS_INSTRUCTION_LENGTH; `vmxInsnLength: "absent"` leaves it out, as
+ *   the SDM does not promise it for EPT violations); AMD (`flavor: "svm"`)
+ *   only VEE_BYTES_VALID with `vee_insn_len` = the bytes the CPU fetched,
+ *   which stop at the end of RIP's page (the rest of `vee_insn_bytes` 0);
+ * - interrupts as the kernel computes them on every RUN: the line is
+ *   `vrp_intr_pending` (it overwrites what VMM_IOC_INTR set), `vrp_irqready`
+ *   is RFLAGS.IF, and an injection while the guest was in an STI / MOV SS
+ *   shadow at the last exit (vmm(4) does not clear it when userspace
+ *   steps over the instruction) or with IF clear is dropped;
+ * - HLT exits (RIP past the HLT); HLT with interrupts off fails the RUN
+ *   with EIO, with RIP at the HLT on Intel and past it on AMD, and
+ *   terminates the vCPU (later RUN and RESETCPU: EBUSY); VM_EXIT_NONE when
+ *   a signal interrupts KVM_RUN, the kernel mapping guest RAM into the
+ *   caller (`vmr_va`) and keeping that mapping after VMM_IOC_TERM;
  * - errors as vmm(4) gives them: EINVAL for bad ranges or vCPU counts,
  *   ENOMEM, ENOENT for unknown VMs/vCPUs, EBUSY for RESETCPU on a running
  *   vCPU, ENOTTY for unknown requests (and, in era B, for everything but
@@ -113,12 +121,40 @@ const O_VRS_VRS_GPRS = abi.vcpu_reg_state.offsetOf("vrs_gprs");
 const O_VRS_VRS_MSRS = abi.vcpu_reg_state.offsetOf("vrs_msrs");
 const O_VRS_VRS_SREGS = abi.vcpu_reg_state.offsetOf("vrs_sregs");
 
+/**
+ * Whether the instruction at `rip` runs in an interrupt shadow: the one
+ * before it is STI (FB), MOV SS, r16 (8E D0+r) or, outside 64-bit mode,
+ * POP SS (17). KVM cannot say so reliably here (its instruction emulator
+ * drops the shadow at the exit), so the bytes decide; a false positive
+ * only drops an injection, which the back-end must survive anyway.
+ */
+function followsShadowOpener(at: (a: bigint) => Uint8Array, rip: bigint, long: boolean): boolean {
+  if (rip < 2n) return false;
+  const b1 = at(rip - 1n)[0];
+  const b2 = at(rip - 2n)[0];
+  return b1 === 0xfb || (b2 === 0x8e && (b1 & 0xf8) === 0xd0) || (!long && b1 === 0x17);
+}
+
+/** The environment variable that picks the default personality ("vmx" or "svm"). */
+export const PERSONALITY_ENV = "VMMCTL_VMM_PERSONALITY";
+
+/** The personality {@link PERSONALITY_ENV} names (default Intel VMX), so whole-VM tests can pick it. */
+function personalityFromEnv(): "vmx" | "svm" {
+  try {
+    return Deno.env.get(PERSONALITY_ENV) === "svm" ? "svm" : "vmx";
+  } catch {
+    return "vmx"; // no --allow-env
+  }
+}
+
 /** Options of {@link VmmOnKvmLibc}. */
 export interface VmmOnKvmOptions {
   /** The ABI era to present (default "A"). */
   era?: VmmAbiEra;
-  /** Exit reason set and NPF decode assist: Intel VMX (default) or AMD SVM. */
+  /** The CPU vendor's personality (exit reasons, instruction info, HLT): Intel VMX (default) or AMD SVM. */
   flavor?: "vmx" | "svm";
+  /** Intel: whether EPT exits carry the instruction length (default "valid"). */
+  vmxInsnLength?: "valid" | "absent";
   /** The device path that opens the emulation (default "/dev/vmm"). */
   devicePath?: string;
   /** The KVM device underneath (default "/dev/kvm"). */
@@ -133,13 +169,13 @@ const FAKE_FD_BASE = 0x3ff00000;
 /** vir_vcpu_state values (vmm.h). */
 const VCPU_STATE_STOPPED = 0;
 const VCPU_STATE_RUNNING = 1;
+const VCPU_STATE_TERMINATED = 3;
 
 // kvm_run offsets (the KVM back-end's table).
 const {
   requestInterruptWindow: RUN_REQUEST_WINDOW,
   immediateExit: RUN_IMMEDIATE_EXIT,
   exitReason: RUN_EXIT_REASON,
-  readyForInterruptInjection: RUN_READY,
   ifFlag: RUN_IF_FLAG,
   ioDirection: RUN_IO_DIRECTION,
   ioSize: RUN_IO_SIZE,
@@ -316,8 +352,10 @@ interface EmuVcpu {
   view: DataView;
   state: number;
   last: LastExit;
-  /** VMM_IOC_INTR's line. */
+  /** The kernel's `vc_intr`: VMM_IOC_INTR's line, overwritten by every RUN's vrp_intr_pending. */
   intr: boolean;
+  /** The guest was in an STI / MOV SS shadow when it last exited. */
+  shadowAtExit: boolean;
   drs: bigint[];
   xcr0: bigint;
   pdptes: bigint[];
@@ -364,6 +402,9 @@ export class VmmOnKvmLibc implements Libc {
   readonly consts: LibcConstants;
   readonly era: VmmAbiEra;
   readonly flavor: "vmx" | "svm";
+  readonly vmxInsnLength: "valid" | "absent";
+  /** Interrupt injections vmm(4) would have dropped (a shadow, or IF clear). */
+  droppedInjections = 0;
   readonly devicePath: string;
   readonly kvmPath: string;
   readonly maxVcpus: number;
@@ -390,7 +431,8 @@ export class VmmOnKvmLibc implements Libc {
     this.os = real.os;
     this.consts = real.consts;
     this.era = options.era ?? "A";
-    this.flavor = options.flavor ?? "vmx";
+    this.flavor = options.flavor ?? personalityFromEnv();
+    this.vmxInsnLength = options.vmxInsnLength ?? "valid";
     this.devicePath = options.devicePath ?? "/dev/vmm";
     this.kvmPath = options.kvmPath ?? "/dev/kvm";
     this.maxVcpus = options.maxVcpus ?? abi.VMM_MAX_VCPUS;
@@ -723,6 +765,7 @@ export class VmmOnKvmLibc implements Libc {
       state: VCPU_STATE_STOPPED,
       last: "none",
       intr: false,
+      shadowAtExit: false,
       drs: [0n, 0n, 0n, 0n, 0xffff0ff0n, 0x400n],
       xcr0: 1n,
       pdptes: [0n, 0n, 0n, 0n],
@@ -1026,7 +1069,7 @@ export class VmmOnKvmLibc implements Libc {
       user.set(exit);
       return 0;
     } finally {
-      vcpu.state = VCPU_STATE_STOPPED;
+      if (vcpu.state === VCPU_STATE_RUNNING) vcpu.state = VCPU_STATE_STOPPED;
     }
   }
 
@@ -1077,7 +1120,11 @@ export class VmmOnKvmLibc implements Libc {
     vcpu.last = "none";
     const type = pv.getUint8(O_RUNP_VRP_INJECT_VIE_TYPE);
     const vector = pv.getUint8(O_RUNP_VRP_INJECT_VIE_VECTOR);
-    if (type === abi.VCPU_INJECT_INTR) {
+    const blocked = vcpu.shadowAtExit || !this.#interruptsOn(vcpu);
+    if (type === abi.VCPU_INJECT_INTR && blocked) {
+      // vmm(4) injects only when the guest can take it; otherwise the event is lost.
+      this.droppedInjections++;
+    } else if (type === abi.VCPU_INJECT_INTR) {
       const r = this.real.ioctlTry(
         vcpu.fd,
         kvm.KVM_INTERRUPT,
@@ -1092,8 +1139,9 @@ export class VmmOnKvmLibc implements Libc {
     } else if (type !== abi.VCPU_INJECT_NONE) {
       throw new VmmErrno("EINVAL", `vie_type ${type}`);
     }
-    const pending = pv.getUint8(O_RUNP_VRP_INTR_PENDING) !== 0 || vcpu.intr;
-    vcpu.run.bytes[RUN_REQUEST_WINDOW] = pending ? 1 : 0;
+    // vm_run: vc_intr = vrp_intr_pending, whatever VMM_IOC_INTR said before.
+    vcpu.intr = pv.getUint8(O_RUNP_VRP_INTR_PENDING) !== 0;
+    vcpu.run.bytes[RUN_REQUEST_WINDOW] = vcpu.intr ? 1 : 0;
   }
 
   #injectException(vcpu: EmuVcpu, vector: number, errorCode: number): void {
@@ -1132,6 +1180,8 @@ export class VmmOnKvmLibc implements Libc {
     }
     const kreason = rv.getUint32(RUN_EXIT_REASON, true);
     const irqready = this.#irqready(vcpu);
+    // Only IO/MMIO exits (set by their handlers) leave a shadow standing.
+    vcpu.shadowAtExit = false;
     switch (kreason) {
       case kvm.KVM_EXIT_IO:
         this.#ioExit(vm, vcpu, exit);
@@ -1143,9 +1193,13 @@ export class VmmOnKvmLibc implements Libc {
         const regs = this.#getKvmRegs(vcpu);
         const r = view(regs);
         if ((r.getBigUint64(KVM_REG_OFFSET.rflags, true) & RFLAGS_IF) === 0n) {
-          // vmm(4) refuses a halt with interrupts off before stepping over it.
-          r.setBigUint64(KVM_REG_OFFSET.rip, r.getBigUint64(KVM_REG_OFFSET.rip, true) - 1n, true);
-          this.#setKvmRegs(vcpu, regs);
+          // vmm(4) refuses a halt with interrupts off and terminates the vCPU:
+          // Intel (vmx_handle_hlt) before stepping over it, AMD (svm_handle_hlt) after.
+          if (this.flavor === "vmx") {
+            r.setBigUint64(KVM_REG_OFFSET.rip, r.getBigUint64(KVM_REG_OFFSET.rip, true) - 1n, true);
+            this.#setKvmRegs(vcpu, regs);
+          }
+          vcpu.state = VCPU_STATE_TERMINATED;
           this.lastError = "guest halted with interrupts disabled";
           throw new VmmErrno("EIO", this.lastError);
         }
@@ -1167,9 +1221,14 @@ export class VmmOnKvmLibc implements Libc {
     }
   }
 
+  /** vrp_irqready is RFLAGS.IF (the kernel looks at nothing else). */
   #irqready(vcpu: EmuVcpu): boolean {
-    const rb = vcpu.run.bytes;
-    return rb[RUN_READY] !== 0 && rb[RUN_IF_FLAG] !== 0;
+    return vcpu.run.bytes[RUN_IF_FLAG] !== 0;
+  }
+
+  #interruptsOn(vcpu: EmuVcpu): boolean {
+    return (view(this.#getKvmRegs(vcpu)).getBigUint64(KVM_REG_OFFSET.rflags, true) & RFLAGS_IF) !==
+      0n;
   }
 
   /** vrs (all groups) and cpl, as vmm(4) fills them on every return. */
@@ -1365,6 +1424,11 @@ export class VmmOnKvmLibc implements Libc {
       ({ pre, length, insn } = rebuilt);
     }
     this.#show(vcpu, pre!);
+    vcpu.shadowAtExit = followsShadowOpener(
+      at,
+      view(pre!).getBigUint64(KVM_REG_OFFSET.rip, true),
+      long,
+    );
     for (const { bytes: b, host } of saved) host.set(b);
     this.#fillState(vcpu, exit);
     const ev = view(exit);
@@ -1525,21 +1589,31 @@ export class VmmOnKvmLibc implements Libc {
       ({ pre, length } = found);
     }
     this.#show(vcpu, pre);
+    vcpu.shadowAtExit = followsShadowOpener(
+      at,
+      view(pre).getBigUint64(KVM_REG_OFFSET.rip, true),
+      long,
+    );
     this.#fillState(vcpu, exit);
     exit.fill(0, 0, EXIT_VRS);
     const ev = view(exit);
     ev.setUint8(O_EXIT_VEE_VEE_FAULT_TYPE, abi.VEE_FAULT_MMIO_ASSIST);
     let info = 0;
-    if (length > 0 && length <= 15) {
-      info |= abi.VEE_LEN_VALID;
-      ev.setUint8(O_EXIT_VEE_VEE_INSN_LEN, length);
-    }
-    if (this.flavor === "svm") {
-      // SVM decode assist: the bytes at the (restored) RIP.
-      const bytes = at(view(pre).getBigUint64(KVM_REG_OFFSET.rip, true));
+    if (this.flavor === "vmx") {
+      if (length > 0 && length <= 15 && this.vmxInsnLength === "valid") {
+        info |= abi.VEE_LEN_VALID;
+        ev.setUint8(O_EXIT_VEE_VEE_INSN_LEN, length);
+      }
+    } else {
+      // SVM decode assist: the bytes the CPU fetched at RIP, up to 15 and not
+      // past RIP's page; vee_insn_len is their count (svm_handle_np_fault).
+      const rip = view(pre).getBigUint64(KVM_REG_OFFSET.rip, true);
+      const toPageEnd = 4096 - Number((csBase + rip) & 0xfffn);
+      const bytes = at(rip).subarray(0, Math.min(15, toPageEnd));
       if (bytes.length > 0) {
         info |= abi.VEE_BYTES_VALID;
-        exit.set(bytes.subarray(0, 15), O_EXIT_VEE_VEE_INSN_BYTES);
+        exit.set(bytes, O_EXIT_VEE_VEE_INSN_BYTES);
+        ev.setUint8(O_EXIT_VEE_VEE_INSN_LEN, bytes.length);
       }
     }
     ev.setUint8(O_EXIT_VEE_VEE_INSN_INFO, info);

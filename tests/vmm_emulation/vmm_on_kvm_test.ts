@@ -261,7 +261,9 @@ test("SVM flavor: SVM exit reasons and decode-assist bytes", () => {
     vm.mem.set([0x8b, 0x03, 0xe6, 0x80, 0xf4], 0x1000); // mov eax, [ebx]; out 0x80, al; hlt
     vm.reset(flat32({ rbx: 0xc0000000n, rflags: 0x202n }));
     assert.equal(vm.run(), abi.SVM_VMEXIT_NPF);
-    assert.equal(vm.ev.getUint8(1), abi.VEE_LEN_VALID | abi.VEE_BYTES_VALID);
+    // AMD: the bytes fetched and their count, never a length (svm_handle_np_fault).
+    assert.equal(vm.ev.getUint8(1), abi.VEE_BYTES_VALID);
+    assert.equal(vm.ev.getUint8(2), 15);
     assert.deepEqual([...vm.exit.subarray(3, 7)], [0x8b, 0x03, 0xe6, 0x80]);
     vm.setReg(abi.VCPU_REGS_RIP, 0x1002n);
     assert.equal(vm.run(), abi.SVM_VMEXIT_IOIO);
@@ -290,19 +292,87 @@ test("interrupts: vrp_intr_pending opens a window; vrp_inject delivers the vecto
   }
 });
 
-test("HLT with interrupts off fails the RUN with EIO, RIP at the HLT", () => {
+function readRip(vm: RawVm): bigint {
+  const rw = abi.vm_rwregs_params.bytes({
+    vrwp_vm_id: vm.id,
+    vrwp_mask: BigInt(abi.VM_RWREGS_GPRS),
+  });
+  vm.libc.ioctl(vm.fd, abi.VMM_IOC_READREGS, rw);
+  return abi.vm_rwregs_params.decode(new DataView(rw.buffer)).vrwp_regs.vrs_gprs[abi.VCPU_REGS_RIP];
+}
+
+test("HLT with interrupts off: EIO, RIP at the HLT (Intel) or past it (AMD), then EBUSY", () => {
+  for (const [flavor, rip] of [["vmx", 0x1001n], ["svm", 0x1002n]] as const) {
+    const vm = new RawVm(new VmmOnKvmLibc(openLibc(), { flavor }));
+    try {
+      vm.mem.set([0x90, 0xf4], 0x1000);
+      vm.reset(flat32({ rflags: 0x2n }));
+      assert.throws(() => vm.run(), (e) => e instanceof IoctlError && e.code === "EIO");
+      assert.equal(readRip(vm), rip, flavor);
+      // The vCPU is TERMINATED: vm_run and vm_resetcpu refuse it.
+      assert.throws(() => vm.run(), (e) => e instanceof IoctlError && e.code === "EBUSY");
+      assert.throws(
+        () => vm.reset(flat32({ rflags: 0x2n })),
+        (e) => e instanceof IoctlError && e.code === "EBUSY",
+      );
+    } finally {
+      vm.close();
+    }
+  }
+});
+
+test("MMIO instruction info per vendor: AMD's fetch stops at the page end; Intel's length may be absent", () => {
+  const svm = new RawVm(new VmmOnKvmLibc(openLibc(), { flavor: "svm" }));
+  try {
+    // mov eax, [ebx] in the last two bytes of a page, then out 0x80, al on the next.
+    svm.mem.set([0x8b, 0x03], 0x1ffe);
+    svm.mem.set([0xe6, 0x80], 0x2000);
+    svm.reset(flat32({ rbx: 0xc0000000n, rflags: 0x202n, rip: 0x1ffen }));
+    assert.equal(svm.run(), abi.SVM_VMEXIT_NPF);
+    assert.equal(svm.ev.getUint8(1), abi.VEE_BYTES_VALID);
+    assert.equal(svm.ev.getUint8(2), 2, "two bytes fetched, not 15");
+    assert.deepEqual([...svm.exit.subarray(3, 8)], [0x8b, 0x03, 0, 0, 0]);
+  } finally {
+    svm.close();
+  }
+  const vmx = new RawVm(new VmmOnKvmLibc(openLibc(), { vmxInsnLength: "absent" }));
+  try {
+    vmx.mem.set([0x8b, 0x03], 0x1000);
+    vmx.reset(flat32({ rbx: 0xc0000000n, rflags: 0x202n }));
+    assert.equal(vmx.run(), abi.VMX_EXIT_EPT_VIOLATION);
+    assert.equal(vmx.ev.getUint8(1), 0, "neither a length nor bytes");
+  } finally {
+    vmx.close();
+  }
+});
+
+test("interrupt state per RUN: vrp_intr_pending replaces VMM_IOC_INTR, vrp_irqready is RFLAGS.IF, a shadow drops the injection", () => {
   const vm = new RawVm();
   try {
-    vm.mem.set([0x90, 0xf4], 0x1000);
-    vm.reset(flat32({ rflags: 0x2n }));
-    assert.throws(() => vm.run(), (e) => e instanceof IoctlError && e.code === "EIO");
-    const rw = abi.vm_rwregs_params.bytes({
-      vrwp_vm_id: vm.id,
-      vrwp_mask: BigInt(abi.VM_RWREGS_GPRS),
-    });
-    vm.libc.ioctl(vm.fd, abi.VMM_IOC_READREGS, rw);
-    const d = abi.vm_rwregs_params.decode(new DataView(rw.buffer));
-    assert.equal(d.vrwp_regs.vrs_gprs[abi.VCPU_REGS_RIP], 0x1001n);
+    // Real mode. IVT[0x20] -> 0000:2000 (out 0x81, al; iret).
+    new DataView(vm.mem.buffer, vm.mem.byteOffset).setUint32(0x20 * 4, 0x2000, true);
+    vm.mem.set([0xe6, 0x81, 0xcf], 0x2000);
+    // sti; out 0x80, al (in the STI shadow); out 0x82, al; jmp $
+    vm.mem.set([0xfb, 0xe6, 0x80, 0xe6, 0x82, 0xeb, 0xfe], 0x1000);
+    vm.reset(real({ rflags: 0x2n }));
+    // VMM_IOC_INTR asserts the line, but the RUN's vrp_intr_pending 0 replaces it: no window exit.
+    vm.libc.ioctl(
+      vm.fd,
+      abi.VMM_IOC_INTR,
+      abi.vm_intr_params.bytes({ vip_vm_id: vm.id, vip_vcpu_id: 0, vip_intr: 1 }),
+    );
+    assert.equal(vm.run(), abi.VMX_EXIT_IO);
+    assert.equal(vm.vei().port, 0x80);
+    assert.equal(vm.irqready, true, "IF is set, even inside the STI shadow");
+    // Injected while the guest sat in the shadow at the exit: dropped, the guest goes on.
+    vm.setReg(abi.VCPU_REGS_RIP, 0x1003n);
+    assert.equal(vm.run(0x20), abi.VMX_EXIT_IO);
+    assert.equal(vm.vei().port, 0x82, "vector 0x20's handler did not run");
+    assert.equal(vm.libc.droppedInjections, 1);
+    // Out of the shadow the same injection is taken.
+    vm.setReg(abi.VCPU_REGS_RIP, 0x1005n);
+    assert.equal(vm.run(0x20), abi.VMX_EXIT_IO);
+    assert.equal(vm.vei().port, 0x81, "vector 0x20's handler ran");
   } finally {
     vm.close();
   }
