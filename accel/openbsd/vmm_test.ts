@@ -530,6 +530,38 @@ Deno.test("interrupts: injected only after vrp_irqready, one vector; intr_pendin
   assert.equal(seen[2].getUint8(R.offsetOf("vrp_intr_pending")), 0);
 });
 
+Deno.test("interrupts: no injection right after STI or MOV SS, where vmm(4) would drop it", () => {
+  const { libc, vm, vcpu } = setup(flat32({ rip: 0x1001n, rflags: 0x202n }));
+  // sti; out 0x80, al; mov ss, ax; out 0x80, al; nop; out 0x80, al
+  vm.memory.write(
+    0x1000,
+    new Uint8Array([0xfb, 0xe6, 0x80, 0x8e, 0xd0, 0xe6, 0x80, 0x90, 0xe6, 0x80]),
+  );
+  const R = abi.vm_run_params;
+  const out = (rip: number) => (e: DataView, p: DataView) => {
+    e.setUint8(0, 1); // vei_size
+    e.setUint16(6, 0x80, true);
+    e.setUint8(12, 2);
+    e.setBigUint64(gprAt(abi.VCPU_REGS_RIP), BigInt(rip), true);
+    p.setUint8(R.offsetOf("vrp_irqready"), 1);
+    return abi.VMX_EXIT_IO;
+  };
+  scriptRuns(libc, [out(0x1001), out(0x1005), out(0x1008), (_e, p) => {
+    p.setUint8(R.offsetOf("vrp_irqready"), 1);
+    return abi.VMX_EXIT_INT_WINDOW;
+  }]);
+  libc.on("VMM_IOC_WRITEREGS", () => 0);
+  for (const [rip, ready] of [[0x1001, false], [0x1005, false], [0x1008, true]] as const) {
+    const exit = vcpu.run();
+    assert.equal(exit.kind, "io-out");
+    assert.equal(vcpu.readyForInterrupt(), ready, `after the OUT at 0x${rip.toString(16)}`);
+    vcpu.completeIo();
+    assert.equal(vcpu.readyForInterrupt(), ready, "the answer holds until the next run");
+  }
+  assert.equal(vcpu.run().kind, "interrupt-window");
+  assert.equal(vcpu.readyForInterrupt(), true, "a window exit is never in a shadow");
+});
+
 Deno.test("VMM_IOC_INTR: sent when the pending state changes", () => {
   const { libc, vcpu } = setup();
   libc.on("VMM_IOC_INTR", () => 0);
