@@ -153,6 +153,14 @@ export interface VmmOnKvmOptions {
   era?: VmmAbiEra;
   /** The CPU vendor's personality (exit reasons, instruction info, HLT): Intel VMX (default) or AMD SVM. */
   flavor?: "vmx" | "svm";
+  /**
+   * Refuse a CREATE while an earlier VM's RAM is still mapped in this
+   * "process" (default true). vmm(4) itself accepts it, but the mapping
+   * stays until the process exits: a VMM that re-creates its VM in place
+   * (an in-process reboot) leaks a guest's RAM each time. Tests of several
+   * VMs side by side turn it off.
+   */
+  oneVmPerProcess?: boolean;
   /** Intel: whether EPT exits carry the instruction length (default "valid"). */
   vmxInsnLength?: "valid" | "absent";
   /** The device path that opens the emulation (default "/dev/vmm"). */
@@ -403,6 +411,9 @@ export class VmmOnKvmLibc implements Libc {
   readonly era: VmmAbiEra;
   readonly flavor: "vmx" | "svm";
   readonly vmxInsnLength: "valid" | "absent";
+  readonly oneVmPerProcess: boolean;
+  /** VMs whose RAM is still mapped into this process (vmm(4) never unmaps it). */
+  #mappedVms = 0;
   /** Interrupt injections vmm(4) would have dropped (a shadow, or IF clear). */
   droppedInjections = 0;
   readonly devicePath: string;
@@ -433,6 +444,7 @@ export class VmmOnKvmLibc implements Libc {
     this.era = options.era ?? "A";
     this.flavor = options.flavor ?? personalityFromEnv();
     this.vmxInsnLength = options.vmxInsnLength ?? "valid";
+    this.oneVmPerProcess = options.oneVmPerProcess ?? true;
     this.devicePath = options.devicePath ?? "/dev/vmm";
     this.kvmPath = options.kvmPath ?? "/dev/kvm";
     this.maxVcpus = options.maxVcpus ?? abi.VMM_MAX_VCPUS;
@@ -533,6 +545,7 @@ export class VmmOnKvmLibc implements Libc {
   /** Unmaps the RAM of terminated VMs (their `vmr_va` views must no longer be used). */
   releaseMemory(): void {
     for (const m of this.#retired.splice(0)) this.real.munmap(m);
+    this.#mappedVms = this.#vms.size;
   }
 
   /** Terminates every VM and closes /dev/kvm (tests). */
@@ -701,6 +714,14 @@ export class VmmOnKvmLibc implements Libc {
     }
     const maxCpus = this.era === "A" ? 1 : abi.VMM_MAX_VCPUS_PER_VM;
     if (ncpus < 1 || ncpus > maxCpus) throw new VmmErrno("EINVAL", `vcp_ncpus ${ncpus}`);
+    if (this.oneVmPerProcess && this.#mappedVms > 0) {
+      this.lastError = `a second VMM_IOC_CREATE in one process`;
+      throw new VmmErrno(
+        "ENOMEM",
+        `a second VMM_IOC_CREATE in this process: the first VM's RAM stays mapped here (vmm(4) ` +
+          `cannot unmap it); a reboot must start a fresh VM process, as vmd does`,
+      );
+    }
     if (this.#vcpuCount + ncpus > this.maxVcpus) throw new VmmErrno("ENOMEM", "vCPUs");
 
     const nameAt = off(layout, "vcp_name");
@@ -740,6 +761,7 @@ export class VmmOnKvmLibc implements Libc {
     vm.id = ++this.#vmIdx;
     this.#vms.set(vm.id, vm);
     this.#vcpuCount += ncpus;
+    this.#mappedVms++;
     // Out: the id and where each backed range is mapped in the caller.
     v.setUint32(off(layout, "vcp_id"), vm.id, true);
     ranges.forEach((r, i) => {

@@ -554,3 +554,38 @@ test("era B: CREATE returns a VM fd; /dev/vmm refuses the rest; closing the fd d
     libc.shutdown();
   }
 });
+
+test("one VM per process: a second CREATE while the first VM's RAM is mapped is refused", () => {
+  const libc = new VmmOnKvmLibc(openLibc());
+  const accel = new OpenbsdAccel(libc);
+  try {
+    const options = {
+      name: "r",
+      ram: [{ gpa: 0, size: 0x100000 }],
+      vcpus: 1,
+      irqchip: "user" as const,
+    };
+    const first = accel.createVm(options);
+    first.close(); // VMM_IOC_TERM: the VM is gone, its RAM is not
+    assert.throws(() => accel.createVm(options), /VMM_IOC_CREATE: ENOMEM/);
+    assert.equal(libc.lastError, "a second VMM_IOC_CREATE in one process");
+  } finally {
+    accel.close();
+    libc.shutdown();
+  }
+  const several = new VmmOnKvmLibc(openLibc(), { oneVmPerProcess: false });
+  const a = new OpenbsdAccel(several);
+  try {
+    const options = {
+      name: "s",
+      ram: [{ gpa: 0, size: 0x100000 }],
+      vcpus: 1,
+      irqchip: "user" as const,
+    };
+    a.createVm(options);
+    a.createVm(options);
+  } finally {
+    a.close();
+    several.shutdown();
+  }
+});
