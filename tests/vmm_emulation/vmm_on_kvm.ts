@@ -135,18 +135,6 @@ function followsShadowOpener(at: (a: bigint) => Uint8Array, rip: bigint, long: b
   return b1 === 0xfb || (b2 === 0x8e && (b1 & 0xf8) === 0xd0) || (!long && b1 === 0x17);
 }
 
-/** The environment variable that picks the default personality ("vmx" or "svm"). */
-export const PERSONALITY_ENV = "VMMCTL_VMM_PERSONALITY";
-
-/** The personality {@link PERSONALITY_ENV} names (default Intel VMX), so whole-VM tests can pick it. */
-function personalityFromEnv(): "vmx" | "svm" {
-  try {
-    return Deno.env.get(PERSONALITY_ENV) === "svm" ? "svm" : "vmx";
-  } catch {
-    return "vmx"; // no --allow-env
-  }
-}
-
 /** Options of {@link VmmOnKvmLibc}. */
 export interface VmmOnKvmOptions {
   /** The ABI era to present (default "A"). */
@@ -442,7 +430,7 @@ export class VmmOnKvmLibc implements Libc {
     this.os = real.os;
     this.consts = real.consts;
     this.era = options.era ?? "A";
-    this.flavor = options.flavor ?? personalityFromEnv();
+    this.flavor = options.flavor ?? "vmx";
     this.vmxInsnLength = options.vmxInsnLength ?? "valid";
     this.oneVmPerProcess = options.oneVmPerProcess ?? true;
     this.devicePath = options.devicePath ?? "/dev/vmm";
