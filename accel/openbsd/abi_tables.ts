@@ -7,7 +7,7 @@
  * request number from the {@link VmmAbi} it is given, never from
  * assumptions of its own.
  *
- * Shapes (openbsd-vmm-abi.md sections 0 and 10):
+ * Shapes (docs/openbsd-vmm-abi.md section 0):
  * - era A, the 2025-12 tree (vmm.h 1.13, vmmvar.h 1.117): everything on
  *   /dev/vmm, the VM named by `*_vm_id`;
  * - era B (per-VM fd, -current since 2026-09-19): `int vcp_fd` after
