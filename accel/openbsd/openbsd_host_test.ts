@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { SyscallError } from "../../ffi/errno.ts";
 import { findLibcPath } from "../../ffi/libc.ts";
-import { zeroRegisters } from "../../loaders/cpu_state.ts";
+import { resetState } from "../../loaders/cpu_state.ts";
 import * as abi from "./abi.ts";
 import {
   applySandbox,
@@ -14,30 +14,8 @@ import {
   SETUP_PROMISES,
   vmSandboxPlan,
 } from "./openbsd_host.ts";
-import { FakePledge, FakeVmmLibc, PledgeViolation, seg } from "./test_helpers.ts";
+import { FakePledge, FakeVmmLibc, PledgeViolation } from "./test_helpers.ts";
 import { OpenbsdAccel } from "./vmm.ts";
-import type { SpecialRegisters } from "../types.ts";
-
-function flatSregs(): SpecialRegisters {
-  return {
-    cs: seg(0xb, { selector: 0x08 }),
-    ds: seg(3),
-    es: seg(3),
-    fs: seg(3),
-    gs: seg(3),
-    ss: seg(3),
-    tr: seg(0xb, { selector: 0x20, s: false, g: false, db: false, limit: 0x67 }),
-    ldt: seg(2, { selector: 0, s: false, present: false, unusable: true, g: false, db: false }),
-    gdt: { base: 0n, limit: 0 },
-    idt: { base: 0n, limit: 0 },
-    cr0: 0x11n,
-    cr2: 0n,
-    cr3: 0n,
-    cr4: 0n,
-    cr8: 0n,
-    efer: 0n,
-  };
-}
 
 function text(b: Uint8Array | null): string | null {
   if (b === null) return null;
@@ -159,7 +137,7 @@ Deno.test("pledge through the fake kernel: set-up allows CREATE; once running, a
     irqchip: "user" as const,
   };
   const vm = accel.createVm(options);
-  const vcpu = vm.createVcpu(0, { regs: zeroRegisters(), sregs: flatSregs() });
+  const vcpu = vm.createVcpu(0, resetState());
   assert.equal(lockDownVmProcess({}, "openbsd", open), true);
   assert.equal(kernel.log.at(-1), `pledge ${RUNNING_PROMISES}`);
   assert.equal(kernel.log.filter((l) => l.startsWith("unveil")).length, 2, "unveil once");
