@@ -250,3 +250,54 @@ export const RELEASE_TABLES: Readonly<Record<string, VmmAbi>> = Object.freeze({
   // the per-VM fd change of 2026-09, so 7.9 should carry it with vmmvar.h 1.117.
   "7.9": ABI_2025_12,
 });
+
+/**
+ * -current snapshots by kernel build date (no release number tells them
+ * apart): from each date on, the layout then current, or none where only
+ * the probe can tell.
+ */
+export const SNAPSHOT_TABLES: readonly { from: string; abi?: VmmAbi; what: string }[] = Object
+  .freeze([
+    { from: "2025-12-17", abi: ABI_2025_12, what: "vmm.h 1.13" },
+    {
+      from: "2026-09-19",
+      what: "the per-VM fd, whose place in vm_create_params only the probe can tell",
+    },
+  ]);
+
+const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+
+/** The build date (YYYY-MM-DD) in a `kern.version` line ("... #12: Mon Sep 21 10:11:12 MDT 2026"). */
+export function kernelBuildDate(kernVersion: string): string | undefined {
+  const m = /#\d+: \w{3} (\w{3}) +(\d{1,2}) [\d:]+ \S+ (\d{4})/.exec(kernVersion);
+  const month = m ? MONTHS.indexOf(m[1]) : -1;
+  if (!m || month < 0) return undefined;
+  return `${m[3]}-${String(month + 1).padStart(2, "0")}-${m[2].padStart(2, "0")}`;
+}
+
+/**
+ * The built-in table for a host that cannot probe: by release (`uname -r`),
+ * or for a -current/-beta kernel by its build date; else why there is none.
+ */
+export function fallbackTable(
+  release: string,
+  kernVersion: string,
+): { abi: VmmAbi; label: string } | { why: string } {
+  if (/-(current|beta)\b/.test(kernVersion)) {
+    const date = kernelBuildDate(kernVersion);
+    if (!date) return { why: `cannot read the build date of "${kernVersion.split("\n")[0]}"` };
+    const era = SNAPSHOT_TABLES.filter((t) => t.from <= date).at(-1);
+    if (!era) return { why: `-current of ${date} is older than every built-in table` };
+    if (!era.abi) return { why: `-current of ${date} has ${era.what}` };
+    return { abi: era.abi, label: `the table for -current of ${date}` };
+  }
+  const abi = RELEASE_TABLES[release];
+  if (!abi) {
+    return {
+      why: `release "${release}" has no built-in table (known: ${
+        Object.keys(RELEASE_TABLES).join(", ")
+      })`,
+    };
+  }
+  return { abi, label: `the table for release ${release}` };
+}

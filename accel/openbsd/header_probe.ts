@@ -23,8 +23,8 @@ import { createHash } from "node:crypto";
 import { StructLayout } from "../../ffi/struct.ts";
 import {
   abiForShape,
+  fallbackTable,
   KNOWN_SHAPES,
-  RELEASE_TABLES,
   shapeName,
   type VcpFdPlace,
   type VmmAbi,
@@ -432,19 +432,16 @@ function sha256(bytes: Uint8Array | string): string {
 export function resolveVmmAbi(host: ProbeHost): ResolvedAbi {
   const headers = host.headers();
   const fallback = (why: string): ResolvedAbi => {
-    const release = host.release();
-    const table = RELEASE_TABLES[release];
-    if (!table) {
+    const t = fallbackTable(host.release(), host.kernelVersion());
+    if ("why" in t) {
       throw new Error(
-        `Cannot tell the vmm(4) layout of this kernel: ${why}, and release "${release}" has no ` +
-          `built-in table (known: ${Object.keys(RELEASE_TABLES).join(", ")}). Install the ` +
+        `Cannot tell the vmm(4) layout of this kernel: ${why}, and ${t.why}. Install the ` +
           `compiler and headers (the comp set) so vmmctl can probe them`,
       );
     }
     return {
-      abi: { ...table, source: `table for release ${release}` },
-      message: `vmm(4) layout: ${table.name}, the table for release ${release} (${why}; ` +
-        `not probed)`,
+      abi: { ...t.abi, source: t.label },
+      message: `vmm(4) layout: ${t.abi.name}, ${t.label} (${why}; not probed)`,
     };
   };
   if (!headers) return fallback("no /usr/include/dev/vmm/vmm.h");

@@ -226,6 +226,34 @@ Deno.test("resolveVmmAbi: no compiler means the release's table, and the message
   );
 });
 
+Deno.test("no compiler on -current: the table by the kernel's build date, or a refusal that says why", () => {
+  const at = (version: string) => {
+    const f = fakeHost("no-cc", "8.0");
+    f.setVersion(version);
+    return f.host;
+  };
+  const spring = resolveVmmAbi(
+    at("OpenBSD 8.0-current (GENERIC.MP) #12: Mon Mar  2 10:11:12 MST 2026"),
+  );
+  assert.equal(spring.abi.name, ABI_2025_12.name);
+  assert.match(
+    spring.message,
+    /the table for -current of 2026-03-02 \(no C compiler; not probed\)/,
+  );
+  assert.throws(
+    () => resolveVmmAbi(at("OpenBSD 8.0-current (GENERIC.MP) #40: Mon Sep 21 10:11:12 MDT 2026")),
+    /-current of 2026-09-21 has the per-VM fd, whose place in vm_create_params only the probe can tell/,
+  );
+  assert.throws(
+    () => resolveVmmAbi(at("OpenBSD 7.8-current (GENERIC.MP) #3: Tue Nov  4 10:11:12 MST 2025")),
+    /-current of 2025-11-04 is older than every built-in table/,
+  );
+  assert.throws(
+    () => resolveVmmAbi(at("OpenBSD 8.0-current (GENERIC.MP)")),
+    /cannot read the build date/,
+  );
+});
+
 Deno.test("resolveVmmAbi: a cached probe that matches no table is still refused by name", () => {
   const r = resultOf({ fd: "none", vmIds: true, avic: false });
   r.fields["vm_run_params.vrp_exit_reason"].size = 4;
