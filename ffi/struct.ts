@@ -24,9 +24,9 @@
 export type Scalar = "u8" | "i8" | "u16" | "i16" | "u32" | "i32" | "u64" | "i64";
 
 /** A fixed-length C array. */
-export interface ArrayType {
+export interface ArrayType<E extends FieldType = FieldType> {
   readonly kind: "array";
-  readonly element: FieldType;
+  readonly element: E;
   readonly length: number;
 }
 
@@ -37,14 +37,48 @@ export interface PadType {
 }
 
 /** Any field type of a layout. */
-export type FieldType = Scalar | ArrayType | PadType | StructLayout;
+export type FieldType = Scalar | ArrayType | PadType | StructLayout<object>;
+
+/** The JavaScript value of a field type: 64-bit scalars are bigint, arrays are arrays. */
+export type ValueOf<F> = F extends "u64" | "i64" ? bigint
+  : F extends Scalar ? number
+  : F extends StructLayout<infer T> ? T
+  : F extends ArrayType<infer E> ? ValueOf<E>[]
+  : never;
+
+/** One member of a declaration: its name and type. */
+export type Member = readonly [string, FieldType];
+
+/** The decoded object of a struct declared with `members` (padding left out). */
+export type StructOf<M extends readonly Member[]> = {
+  [P in M[number] as P[1] extends PadType ? never : P[0]]: ValueOf<P[1]>;
+};
+
+/**
+ * What {@link StructLayout.encode} accepts for a value of type `V`: any subset
+ * of the fields, numbers for 64-bit fields too, and a string or bytes for a
+ * byte array.
+ */
+export type EncodeValue<V> = V extends bigint ? bigint | number
+  : V extends number ? number
+  : V extends readonly (infer E)[] ? readonly (EncodeValue<E> | undefined)[] | Uint8Array | string
+  : V extends object ? { readonly [K in keyof V]?: EncodeValue<V[K]> }
+  : never;
 
 /** Declares `T name[length]`. */
-export function array(element: FieldType, length: number): ArrayType {
+export function array<E extends FieldType>(element: E, length: number): ArrayType<E> {
   if (!Number.isInteger(length) || length < 0) {
     throw new RangeError(`Cannot declare array of length ${length}`);
   }
   return { kind: "array", element, length };
+}
+
+/** Members of one type: `fields(["a", "b"], "u64")` is `[["a", "u64"], ["b", "u64"]]`. */
+export function fields<const N extends readonly string[], T extends FieldType>(
+  names: N,
+  type: T,
+): { readonly [I in keyof N]: readonly [N[I], T] } {
+  return names.map((n) => [n, type] as const) as { readonly [I in keyof N]: readonly [N[I], T] };
 }
 
 /** Declares `bytes` bytes of explicit padding. */
@@ -87,12 +121,11 @@ export interface Field {
   readonly size: number;
 }
 
-/** A decoded value: numbers for <= 32-bit scalars, bigint for 64-bit ones. */
-// deno-lint-ignore no-explicit-any
-export type Decoded = any;
-
-/** A computed struct (or union) layout. */
-export class StructLayout {
+/**
+ * A computed struct (or union) layout; `T` is its decoded value, inferred
+ * from the declaration by {@link defineStruct} and {@link defineUnion}.
+ */
+export class StructLayout<T extends object = object> {
   /** The C name, used in error messages. */
   readonly name: string;
   /** sizeof(struct). */
@@ -126,7 +159,7 @@ export class StructLayout {
   }
 
   /** Decodes the struct at `base` of `view` into a plain object. */
-  decode(view: DataView, base = 0): Decoded {
+  decode(view: DataView, base = 0): T {
     const out: Record<string, unknown> = {};
     for (const f of this.fields) {
       if (
@@ -136,14 +169,15 @@ export class StructLayout {
       }
       out[f.name] = decodeField(view, base + f.offset, f.type);
     }
-    return out;
+    return out as T;
   }
 
   /**
    * Writes the fields present in `value` at `base` of `view`; absent fields
-   * keep their bytes (zero a buffer first for a fresh struct).
+   * keep their bytes (zero a buffer first for a fresh struct). Unknown names
+   * do not type-check, and throw at run time.
    */
-  encode(view: DataView, value: Record<string, unknown>, base = 0): void {
+  encode(view: DataView, value: EncodeValue<T>, base = 0): void {
     for (const [name, v] of Object.entries(value)) {
       if (v === undefined) continue;
       const f = this.field(name);
@@ -152,7 +186,7 @@ export class StructLayout {
   }
 
   /** A fresh zeroed buffer of this struct's size with `value` encoded in it. */
-  bytes(value: Record<string, unknown> = {}): Uint8Array {
+  bytes(value: EncodeValue<T> = {} as EncodeValue<T>): Uint8Array {
     const buf = new Uint8Array(this.size);
     this.encode(new DataView(buf.buffer), value);
     return buf;
@@ -160,7 +194,7 @@ export class StructLayout {
 }
 
 /** Offset of a field path within `root` (see {@link StructLayout.offsetOf}). */
-function pathOffset(root: StructLayout, path: string): number {
+function pathOffset(root: StructLayout<object>, path: string): number {
   let layout: FieldType = root;
   let offset = 0;
   for (const part of path.split(".")) {
@@ -185,11 +219,11 @@ function pathOffset(root: StructLayout, path: string): number {
 }
 
 /** Declares a struct; members are laid out with C alignment rules. */
-export function defineStruct(
+export function defineStruct<const M extends readonly Member[]>(
   name: string,
-  members: readonly (readonly [string, FieldType])[],
+  members: M,
   options: { packed?: boolean } = {},
-): StructLayout {
+): StructLayout<StructOf<M>> {
   let offset = 0;
   let align = 1;
   const fields: Field[] = [];
@@ -205,10 +239,10 @@ export function defineStruct(
 }
 
 /** Declares a union: every member at offset 0. */
-export function defineUnion(
+export function defineUnion<const M extends readonly Member[]>(
   name: string,
-  members: readonly (readonly [string, FieldType])[],
-): StructLayout {
+  members: M,
+): StructLayout<StructOf<M>> {
   let size = 0;
   let align = 1;
   const fields: Field[] = members.map(([fname, type]) => {
@@ -223,7 +257,10 @@ export function defineUnion(
  * Lifts the fields of the struct/union member `member` into `layout` (C11
  * anonymous members): same bytes, but reached without the member's name.
  */
-export function liftAnonymous(layout: StructLayout, member: string): StructLayout {
+export function liftAnonymous<T extends object, K extends keyof T & string>(
+  layout: StructLayout<T>,
+  member: K,
+): StructLayout<Omit<T, K> & T[K]> {
   const fields = layout.fields.flatMap((f): Field[] => {
     if (f.name !== member) return [f];
     if (!(f.type instanceof StructLayout)) {
@@ -238,7 +275,7 @@ function roundUp(n: number, a: number): number {
   return Math.ceil(n / a) * a;
 }
 
-function decodeField(view: DataView, at: number, type: FieldType): Decoded {
+function decodeField(view: DataView, at: number, type: FieldType): unknown {
   if (typeof type === "string") return readScalar(view, at, type);
   if (type instanceof StructLayout) return type.decode(view, at);
   if (type.kind === "array") {
@@ -254,7 +291,7 @@ function decodeField(view: DataView, at: number, type: FieldType): Decoded {
 function encodeField(view: DataView, at: number, type: FieldType, v: unknown, path: string): void {
   if (typeof type === "string") return writeScalar(view, at, type, v, path);
   if (type instanceof StructLayout) {
-    return type.encode(view, v as Record<string, unknown>, at);
+    return type.encode(view, v as EncodeValue<object>, at);
   }
   if (type.kind === "array") {
     const step = sizeOf(type.element);

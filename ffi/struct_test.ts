@@ -98,6 +98,7 @@ Deno.test("struct: explicit padding occupies bytes, decodes to nothing, refuses 
   const buf = new Uint8Array([1, 0xee, 0xee, 0xee, 2]);
   assert.deepEqual(s.decode(new DataView(buf.buffer)), { a: 1, b: 2 });
   assert.throws(
+    // @ts-expect-error: padding is not a field that can be written
     () => s.encode(new DataView(buf.buffer), { "": 0 }),
     { message: "padded.: cannot write to padding" },
   );
@@ -182,6 +183,7 @@ Deno.test("struct: bad values are refused with the field path", () => {
     name: "TypeError",
     message: "bad.x: expected an integer, got 1.5",
   });
+  // @ts-expect-error: a 32-bit field takes a number
   assert.throws(() => s.encode(view, { x: 1n }), TypeError);
   assert.throws(() => s.encode(view, { name: "toolong" }), {
     name: "RangeError",
@@ -191,6 +193,7 @@ Deno.test("struct: bad values are refused with the field path", () => {
     name: "RangeError",
     message: "bad.w: expected an array of at most 2 elements",
   });
+  // @ts-expect-error: only the struct's own field names type-check
   assert.throws(() => s.encode(view, { nope: 1 }), { message: 'Struct "bad" has no field "nope"' });
   assert.throws(() => array("u8", -1), { message: "Cannot declare array of length -1" });
   assert.throws(() => array("u8", 2.5), RangeError);
@@ -271,4 +274,28 @@ Deno.test({
     assert.ok(out !== undefined, NO_CC_MESSAGE);
     assert.deepEqual(parseProbeOutput(out), Object.assign({}, ...probes.map((p) => p.expected)));
   },
+});
+
+Deno.test("struct: decoding is typed from the field table, encoding takes only its fields", () => {
+  const inner = defineStruct("inner", [["x", "u16"]]);
+  const s = defineStruct("typed", [
+    ["a", "u32"],
+    ["b", "u64"],
+    ["bytes", array("u8", 2)],
+    ["gap", pad(2)],
+    ["in", inner],
+  ]);
+  const buf = s.bytes({ a: 7, b: 9, bytes: [1, 2], in: { x: 3 } });
+  const d = s.decode(new DataView(buf.buffer));
+  // These annotations are the test: they compile only if decode's type is right.
+  const a: number = d.a;
+  const b: bigint = d.b;
+  const bytes: number[] = d.bytes;
+  const x: number = d.in.x;
+  assert.deepEqual([a, b, bytes, x], [7, 9n, [1, 2], 3]);
+  // @ts-expect-error: padding is not part of the decoded value
+  assert.equal(d.gap, undefined);
+  // 64-bit fields take a number too; a missing field keeps its bytes.
+  s.encode(new DataView(buf.buffer), { b: 1 });
+  assert.equal(s.decode(new DataView(buf.buffer)).b, 1n);
 });

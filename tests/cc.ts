@@ -120,7 +120,7 @@ function isStruct(t: FieldType): t is StructLayout {
  * alignof. Keys look like `kvm_run.io.port@offset`. Padding fields are skipped
  * (they have no name in C).
  */
-export function probeLayout(layout: StructLayout, cType = `struct ${layout.name}`): Probe {
+export function probeLayout(layout: StructLayout<object>, cType = `struct ${layout.name}`): Probe {
   const lines: string[] = [];
   const expected: Record<string, number> = {};
   const emit = (key: string, cExpr: string, value: number) => {

@@ -28,21 +28,21 @@ import {
   array,
   defineStruct,
   defineUnion,
+  fields,
   type FieldType,
   liftAnonymous,
   pad,
   sizeOf,
-  type StructLayout,
 } from "../../ffi/struct.ts";
 
-const u64s = (names: readonly string[]): [string, FieldType][] => names.map((n) => [n, "u64"]);
-const u8s = (names: readonly string[]): [string, FieldType][] => names.map((n) => [n, "u8"]);
+const u64s = <const N extends readonly string[]>(names: N) => fields(names, "u64");
+const u8s = <const N extends readonly string[]>(names: N) => fields(names, "u8");
 
 // ---------------------------------------------------------------------------
 // Struct layouts
 
 /** `struct kvm_userspace_memory_region` (KVM_SET_USER_MEMORY_REGION). */
-export const kvm_userspace_memory_region: StructLayout = defineStruct(
+export const kvm_userspace_memory_region = defineStruct(
   "kvm_userspace_memory_region",
   [
     ["slot", "u32"],
@@ -54,7 +54,7 @@ export const kvm_userspace_memory_region: StructLayout = defineStruct(
 );
 
 /** `struct kvm_regs`: general-purpose registers, RIP, RFLAGS (KVM_GET_REGS/SET_REGS). */
-export const kvm_regs: StructLayout = defineStruct(
+export const kvm_regs = defineStruct(
   "kvm_regs",
   u64s([
     "rax",
@@ -79,7 +79,7 @@ export const kvm_regs: StructLayout = defineStruct(
 );
 
 /** `struct kvm_segment`: a segment register with its descriptor bits unpacked. */
-export const kvm_segment: StructLayout = defineStruct("kvm_segment", [
+export const kvm_segment = defineStruct("kvm_segment", [
   ["base", "u64"],
   ["limit", "u32"],
   ["selector", "u16"],
@@ -88,7 +88,7 @@ export const kvm_segment: StructLayout = defineStruct("kvm_segment", [
 ]);
 
 /** `struct kvm_dtable`: GDTR / IDTR. */
-export const kvm_dtable: StructLayout = defineStruct("kvm_dtable", [
+export const kvm_dtable = defineStruct("kvm_dtable", [
   ["base", "u64"],
   ["limit", "u16"],
   ["padding", array("u16", 3)],
@@ -98,11 +98,8 @@ export const kvm_dtable: StructLayout = defineStruct("kvm_dtable", [
 export const KVM_NR_INTERRUPTS = 256;
 
 /** `struct kvm_sregs` (KVM_GET_SREGS/SET_SREGS). */
-export const kvm_sregs: StructLayout = defineStruct("kvm_sregs", [
-  ...["cs", "ds", "es", "fs", "gs", "ss", "tr", "ldt"].map((n): [string, FieldType] => [
-    n,
-    kvm_segment,
-  ]),
+export const kvm_sregs = defineStruct("kvm_sregs", [
+  ...fields(["cs", "ds", "es", "fs", "gs", "ss", "tr", "ldt"], kvm_segment),
   ["gdt", kvm_dtable],
   ["idt", kvm_dtable],
   ...u64s(["cr0", "cr2", "cr3", "cr4", "cr8", "efer", "apic_base"]),
@@ -110,7 +107,7 @@ export const kvm_sregs: StructLayout = defineStruct("kvm_sregs", [
 ]);
 
 /** `struct kvm_fpu`: x87/SSE state in FXSAVE form (KVM_GET_FPU/SET_FPU). */
-export const kvm_fpu: StructLayout = defineStruct("kvm_fpu", [
+export const kvm_fpu = defineStruct("kvm_fpu", [
   ["fpr", array(array("u8", 16), 8)],
   ["fcw", "u16"],
   ["fsw", "u16"],
@@ -125,7 +122,7 @@ export const kvm_fpu: StructLayout = defineStruct("kvm_fpu", [
 ]);
 
 /** `struct kvm_msr_entry`: one MSR of a `kvm_msrs` list. */
-export const kvm_msr_entry: StructLayout = defineStruct("kvm_msr_entry", [
+export const kvm_msr_entry = defineStruct("kvm_msr_entry", [
   ["index", "u32"],
   ["reserved", "u32"],
   ["data", "u64"],
@@ -135,20 +132,20 @@ export const kvm_msr_entry: StructLayout = defineStruct("kvm_msr_entry", [
  * `struct kvm_msrs` header; `nmsrs` {@link kvm_msr_entry} entries follow in the
  * flexible array `entries` (at offset `size`).
  */
-export const kvm_msrs: StructLayout = defineStruct("kvm_msrs", [
+export const kvm_msrs = defineStruct("kvm_msrs", [
   ["nmsrs", "u32"],
   ["pad", "u32"],
   ["entries", array(kvm_msr_entry, 0)],
 ]);
 
 /** `struct kvm_msr_list` (KVM_GET_MSR_INDEX_LIST); `nmsrs` u32 follow in `indices`. */
-export const kvm_msr_list: StructLayout = defineStruct("kvm_msr_list", [
+export const kvm_msr_list = defineStruct("kvm_msr_list", [
   ["nmsrs", "u32"],
   ["indices", array("u32", 0)],
 ]);
 
 /** `struct kvm_cpuid_entry2`: one CPUID leaf/subleaf. */
-export const kvm_cpuid_entry2: StructLayout = defineStruct("kvm_cpuid_entry2", [
+export const kvm_cpuid_entry2 = defineStruct("kvm_cpuid_entry2", [
   ["function", "u32"],
   ["index", "u32"],
   ["flags", "u32"],
@@ -163,17 +160,17 @@ export const kvm_cpuid_entry2: StructLayout = defineStruct("kvm_cpuid_entry2", [
  * `struct kvm_cpuid2` header; `nent` {@link kvm_cpuid_entry2} entries follow in
  * the flexible array `entries` (at offset `size`).
  */
-export const kvm_cpuid2: StructLayout = defineStruct("kvm_cpuid2", [
+export const kvm_cpuid2 = defineStruct("kvm_cpuid2", [
   ["nent", "u32"],
   ["padding", "u32"],
   ["entries", array(kvm_cpuid_entry2, 0)],
 ]);
 
 /** `struct kvm_interrupt` (KVM_INTERRUPT: inject a vector without an in-kernel irqchip). */
-export const kvm_interrupt: StructLayout = defineStruct("kvm_interrupt", [["irq", "u32"]]);
+export const kvm_interrupt = defineStruct("kvm_interrupt", [["irq", "u32"]]);
 
 /** `struct kvm_irq_level` (KVM_IRQ_LINE); `irq` and `status` share their bytes. */
-export const kvm_irq_level: StructLayout = liftAnonymous(
+export const kvm_irq_level = liftAnonymous(
   defineStruct("kvm_irq_level", [
     ["", defineUnion("kvm_irq_level.irq_status", [["irq", "u32"], ["status", "i32"]])],
     ["level", "u32"],
@@ -182,7 +179,7 @@ export const kvm_irq_level: StructLayout = liftAnonymous(
 );
 
 /** `struct kvm_pic_state`: one in-kernel 8259A (KVM_GET/SET_IRQCHIP, chip 0 and 1). */
-export const kvm_pic_state: StructLayout = defineStruct(
+export const kvm_pic_state = defineStruct(
   "kvm_pic_state",
   u8s([
     "last_irr",
@@ -205,7 +202,7 @@ export const kvm_pic_state: StructLayout = defineStruct(
 );
 
 /** `struct kvm_ioapic_state` (the 24 redirection entries, unions in C, as opaque padding). */
-export const kvm_ioapic_state: StructLayout = defineStruct("kvm_ioapic_state", [
+export const kvm_ioapic_state = defineStruct("kvm_ioapic_state", [
   ["base_address", "u64"],
   ["ioregsel", "u32"],
   ["id", "u32"],
@@ -215,7 +212,7 @@ export const kvm_ioapic_state: StructLayout = defineStruct("kvm_ioapic_state", [
 ]);
 
 /** `struct kvm_irqchip`: `chip_id` 0 = master PIC, 1 = slave PIC, 2 = IOAPIC. */
-export const kvm_irqchip: StructLayout = defineStruct("kvm_irqchip", [
+export const kvm_irqchip = defineStruct("kvm_irqchip", [
   ["chip_id", "u32"],
   ["pad", "u32"],
   [
@@ -229,13 +226,13 @@ export const kvm_irqchip: StructLayout = defineStruct("kvm_irqchip", [
 ]);
 
 /** `struct kvm_pit_config` (KVM_CREATE_PIT2). */
-export const kvm_pit_config: StructLayout = defineStruct("kvm_pit_config", [
+export const kvm_pit_config = defineStruct("kvm_pit_config", [
   ["flags", "u32"],
   ["pad", array("u32", 15)],
 ]);
 
 /** `struct kvm_vcpu_events`: pending exception/interrupt/NMI/SMI state. */
-export const kvm_vcpu_events: StructLayout = defineStruct("kvm_vcpu_events", [
+export const kvm_vcpu_events = defineStruct("kvm_vcpu_events", [
   [
     "exception",
     defineStruct("kvm_vcpu_events.exception", [
@@ -264,19 +261,19 @@ export const kvm_vcpu_events: StructLayout = defineStruct("kvm_vcpu_events", [
 ]);
 
 /** `struct kvm_guest_debug_arch`: DR0-DR7. */
-export const kvm_guest_debug_arch: StructLayout = defineStruct("kvm_guest_debug_arch", [
+export const kvm_guest_debug_arch = defineStruct("kvm_guest_debug_arch", [
   ["debugreg", array("u64", 8)],
 ]);
 
 /** `struct kvm_guest_debug` (KVM_SET_GUEST_DEBUG). */
-export const kvm_guest_debug: StructLayout = defineStruct("kvm_guest_debug", [
+export const kvm_guest_debug = defineStruct("kvm_guest_debug", [
   ["control", "u32"],
   ["pad", "u32"],
   ["arch", kvm_guest_debug_arch],
 ]);
 
 /** `struct kvm_debug_exit_arch`: the `debug` member of the exit union. */
-export const kvm_debug_exit_arch: StructLayout = defineStruct("kvm_debug_exit_arch", [
+export const kvm_debug_exit_arch = defineStruct("kvm_debug_exit_arch", [
   ["exception", "u32"],
   ["pad", "u32"],
   ["pc", "u64"],
@@ -285,7 +282,7 @@ export const kvm_debug_exit_arch: StructLayout = defineStruct("kvm_debug_exit_ar
 ]);
 
 /** `struct kvm_clock_data` (KVM_GET_CLOCK/SET_CLOCK). */
-export const kvm_clock_data: StructLayout = defineStruct("kvm_clock_data", [
+export const kvm_clock_data = defineStruct("kvm_clock_data", [
   ["clock", "u64"],
   ["flags", "u32"],
   ["pad0", "u32"],
@@ -298,12 +295,12 @@ export const kvm_clock_data: StructLayout = defineStruct("kvm_clock_data", [
 export const KVM_APIC_REG_SIZE = 0x400;
 
 /** `struct kvm_lapic_state` (KVM_GET_LAPIC/SET_LAPIC); `regs` is `char[]` in C. */
-export const kvm_lapic_state: StructLayout = defineStruct("kvm_lapic_state", [
+export const kvm_lapic_state = defineStruct("kvm_lapic_state", [
   ["regs", array("u8", KVM_APIC_REG_SIZE)],
 ]);
 
 /** `struct kvm_msi` (KVM_SIGNAL_MSI). */
-export const kvm_msi: StructLayout = defineStruct("kvm_msi", [
+export const kvm_msi = defineStruct("kvm_msi", [
   ["address_lo", "u32"],
   ["address_hi", "u32"],
   ["data", "u32"],
@@ -313,7 +310,7 @@ export const kvm_msi: StructLayout = defineStruct("kvm_msi", [
 ]);
 
 /** `struct kvm_irqfd` (KVM_IRQFD). */
-export const kvm_irqfd: StructLayout = defineStruct("kvm_irqfd", [
+export const kvm_irqfd = defineStruct("kvm_irqfd", [
   ["fd", "u32"],
   ["gsi", "u32"],
   ["flags", "u32"],
@@ -322,7 +319,7 @@ export const kvm_irqfd: StructLayout = defineStruct("kvm_irqfd", [
 ]);
 
 /** `struct kvm_ioeventfd` (KVM_IOEVENTFD). */
-export const kvm_ioeventfd: StructLayout = defineStruct("kvm_ioeventfd", [
+export const kvm_ioeventfd = defineStruct("kvm_ioeventfd", [
   ["datamatch", "u64"],
   ["addr", "u64"],
   ["len", "u32"],
@@ -332,13 +329,13 @@ export const kvm_ioeventfd: StructLayout = defineStruct("kvm_ioeventfd", [
 ]);
 
 /** `struct kvm_irq_routing_irqchip`. */
-export const kvm_irq_routing_irqchip: StructLayout = defineStruct("kvm_irq_routing_irqchip", [
+export const kvm_irq_routing_irqchip = defineStruct("kvm_irq_routing_irqchip", [
   ["irqchip", "u32"],
   ["pin", "u32"],
 ]);
 
 /** `struct kvm_irq_routing_msi`; `pad` and `devid` share their bytes. */
-export const kvm_irq_routing_msi: StructLayout = liftAnonymous(
+export const kvm_irq_routing_msi = liftAnonymous(
   defineStruct("kvm_irq_routing_msi", [
     ["address_lo", "u32"],
     ["address_hi", "u32"],
@@ -349,7 +346,7 @@ export const kvm_irq_routing_msi: StructLayout = liftAnonymous(
 );
 
 /** `struct kvm_irq_routing_entry`: one GSI route (the union `u` holds the route). */
-export const kvm_irq_routing_entry: StructLayout = defineStruct("kvm_irq_routing_entry", [
+export const kvm_irq_routing_entry = defineStruct("kvm_irq_routing_entry", [
   ["gsi", "u32"],
   ["type", "u32"],
   ["flags", "u32"],
@@ -379,14 +376,14 @@ export const kvm_irq_routing_entry: StructLayout = defineStruct("kvm_irq_routing
  * `struct kvm_irq_routing` header; `nr` {@link kvm_irq_routing_entry} entries
  * follow in the flexible array `entries` (at offset `size`).
  */
-export const kvm_irq_routing: StructLayout = defineStruct("kvm_irq_routing", [
+export const kvm_irq_routing = defineStruct("kvm_irq_routing", [
   ["nr", "u32"],
   ["flags", "u32"],
   ["entries", array(kvm_irq_routing_entry, 0)],
 ]);
 
 /** `struct kvm_enable_cap` (KVM_ENABLE_CAP). */
-export const kvm_enable_cap: StructLayout = defineStruct("kvm_enable_cap", [
+export const kvm_enable_cap = defineStruct("kvm_enable_cap", [
   ["cap", "u32"],
   ["flags", "u32"],
   ["args", array("u64", 4)],
@@ -394,10 +391,10 @@ export const kvm_enable_cap: StructLayout = defineStruct("kvm_enable_cap", [
 ]);
 
 /** `struct kvm_mp_state` (KVM_GET_MP_STATE/SET_MP_STATE). */
-export const kvm_mp_state: StructLayout = defineStruct("kvm_mp_state", [["mp_state", "u32"]]);
+export const kvm_mp_state = defineStruct("kvm_mp_state", [["mp_state", "u32"]]);
 
 /** `struct kvm_translation` (KVM_TRANSLATE: guest linear -> physical address). */
-export const kvm_translation: StructLayout = defineStruct("kvm_translation", [
+export const kvm_translation = defineStruct("kvm_translation", [
   ["linear_address", "u64"],
   ["physical_address", "u64"],
   ["valid", "u8"],
@@ -407,7 +404,7 @@ export const kvm_translation: StructLayout = defineStruct("kvm_translation", [
 ]);
 
 /** `struct kvm_sync_regs`: registers shared through `kvm_run.s.regs` (KVM_CAP_SYNC_REGS). */
-export const kvm_sync_regs: StructLayout = defineStruct("kvm_sync_regs", [
+export const kvm_sync_regs = defineStruct("kvm_sync_regs", [
   ["regs", kvm_regs],
   ["sregs", kvm_sregs],
   ["events", kvm_vcpu_events],
@@ -514,7 +511,7 @@ const kvmRunExit = defineUnion("kvm_run.exit", [
  * `hypercall`, ... as direct fields), then `kvm_valid_regs`,
  * `kvm_dirty_regs` and `s.regs` (a {@link kvm_sync_regs}).
  */
-export const kvm_run: StructLayout = liftAnonymous(
+export const kvm_run = liftAnonymous(
   defineStruct("kvm_run", [
     ["request_interrupt_window", "u8"],
     ["immediate_exit", "u8"],

@@ -9,6 +9,7 @@
  */
 
 import type { Libc, Mapping } from "../../ffi/libc.ts";
+import type { EncodeValue } from "../../ffi/struct.ts";
 import { SyscallError } from "../../ffi/errno.ts";
 import { gpaFromHalves, GuestMemory, type MemoryRegion } from "../../core/guest_memory.ts";
 import type {
@@ -86,8 +87,8 @@ export function guestCpuid(
     const at = abi.kvm_cpuid2.size + i * E.size;
     const entry = E.decode(view, at);
     if (entry.function === 1) {
-      let ecx = (entry.ecx as number) | CPUID_1_ECX_HYPERVISOR;
-      let edx = entry.edx as number;
+      let ecx = entry.ecx | CPUID_1_ECX_HYPERVISOR;
+      let edx = entry.edx;
       if (options.hideApic) {
         edx &= ~CPUID_1_EDX_APIC;
         ecx &= ~(CPUID_1_ECX_X2APIC | CPUID_1_ECX_TSC_DEADLINE);
@@ -361,19 +362,17 @@ export class KvmVm implements Vm {
   }
 }
 
-/** kvm_regs' fields, in its order: every one is a field of {@link Registers}. */
-const GPRS = abi.kvm_regs.fields.map((f) => f.name as keyof Registers);
+/** A decoded `kvm_segment`. */
+type KvmSegment = ReturnType<typeof abi.kvm_segment.decode>;
 
-const SEGMENTS = ["cs", "ds", "es", "fs", "gs", "ss", "tr", "ldt"] as const;
-
-function decodeSegment(s: Record<string, number | bigint>): Segment {
+function decodeSegment(s: KvmSegment): Segment {
   return {
-    base: s.base as bigint,
-    limit: s.limit as number,
-    selector: s.selector as number,
-    type: s.type as number,
+    base: s.base,
+    limit: s.limit,
+    selector: s.selector,
+    type: s.type,
     present: s.present === 1,
-    dpl: s.dpl as number,
+    dpl: s.dpl,
     db: s.db === 1,
     s: s.s === 1,
     l: s.l === 1,
@@ -383,7 +382,7 @@ function decodeSegment(s: Record<string, number | bigint>): Segment {
   };
 }
 
-function encodeSegment(s: Segment): Record<string, number | bigint> {
+function encodeSegment(s: Segment): EncodeValue<KvmSegment> {
   return {
     base: s.base,
     limit: s.limit,
@@ -437,10 +436,8 @@ export class KvmVcpu extends VcpuBase implements Vcpu {
   getRegisters(): Registers {
     if (!this.#regs) {
       this.#libc.ioctl(this.fd, abi.KVM_GET_REGS, this.#regsBuf);
-      const d = abi.kvm_regs.decode(new DataView(this.#regsBuf.buffer));
-      const r = {} as Registers;
-      for (const k of GPRS) r[k] = d[k];
-      this.#regs = r;
+      // kvm_regs has exactly the fields of Registers.
+      this.#regs = abi.kvm_regs.decode(new DataView(this.#regsBuf.buffer));
     }
     return { ...this.#regs };
   }
@@ -454,7 +451,15 @@ export class KvmVcpu extends VcpuBase implements Vcpu {
     if (!this.#sregs) {
       this.#libc.ioctl(this.fd, abi.KVM_GET_SREGS, this.#sregsBuf);
       const d = abi.kvm_sregs.decode(new DataView(this.#sregsBuf.buffer));
-      const s = {
+      this.#sregs = {
+        cs: decodeSegment(d.cs),
+        ds: decodeSegment(d.ds),
+        es: decodeSegment(d.es),
+        fs: decodeSegment(d.fs),
+        gs: decodeSegment(d.gs),
+        ss: decodeSegment(d.ss),
+        tr: decodeSegment(d.tr),
+        ldt: decodeSegment(d.ldt),
         gdt: { base: d.gdt.base, limit: d.gdt.limit },
         idt: { base: d.idt.base, limit: d.idt.limit },
         cr0: d.cr0,
@@ -463,9 +468,7 @@ export class KvmVcpu extends VcpuBase implements Vcpu {
         cr4: d.cr4,
         cr8: d.cr8,
         efer: d.efer,
-      } as SpecialRegisters;
-      for (const k of SEGMENTS) s[k] = decodeSegment(d[k]);
-      this.#sregs = s;
+      };
     }
     return structuredClone(this.#sregs);
   }
@@ -479,7 +482,16 @@ export class KvmVcpu extends VcpuBase implements Vcpu {
   #flush(): void {
     if (this.#sregsDirty && this.#sregs) {
       const s = this.#sregs;
-      const value: Record<string, unknown> = {
+      // apic_base and the interrupt bitmap keep the bytes KVM gave.
+      abi.kvm_sregs.encode(new DataView(this.#sregsBuf.buffer), {
+        cs: encodeSegment(s.cs),
+        ds: encodeSegment(s.ds),
+        es: encodeSegment(s.es),
+        fs: encodeSegment(s.fs),
+        gs: encodeSegment(s.gs),
+        ss: encodeSegment(s.ss),
+        tr: encodeSegment(s.tr),
+        ldt: encodeSegment(s.ldt),
         gdt: { base: s.gdt.base, limit: s.gdt.limit },
         idt: { base: s.idt.base, limit: s.idt.limit },
         cr0: s.cr0,
@@ -488,16 +500,12 @@ export class KvmVcpu extends VcpuBase implements Vcpu {
         cr4: s.cr4,
         cr8: s.cr8,
         efer: s.efer,
-      };
-      for (const k of SEGMENTS) value[k] = encodeSegment(s[k]);
-      abi.kvm_sregs.encode(new DataView(this.#sregsBuf.buffer), value);
+      });
       this.#libc.ioctl(this.fd, abi.KVM_SET_SREGS, this.#sregsBuf);
       this.#sregsDirty = false;
     }
     if (this.#regsDirty && this.#regs) {
-      const value: Record<string, bigint> = {};
-      for (const k of GPRS) value[k] = this.#regs[k];
-      abi.kvm_regs.encode(new DataView(this.#regsBuf.buffer), value);
+      abi.kvm_regs.encode(new DataView(this.#regsBuf.buffer), this.#regs);
       this.#libc.ioctl(this.fd, abi.KVM_SET_REGS, this.#regsBuf);
       this.#regsDirty = false;
     }

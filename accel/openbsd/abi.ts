@@ -352,7 +352,7 @@ export function vmmExitName(reason: number): string {
 // Struct layouts (amd64 LP64: paddr_t, vaddr_t, size_t and pointers are 8 bytes, pid_t 4)
 
 /** `struct vm_mem_range`: one guest-physical range; `vmr_va` is where the kernel mapped it. */
-export const vm_mem_range: StructLayout = defineStruct("vm_mem_range", [
+export const vm_mem_range = defineStruct("vm_mem_range", [
   ["vmr_gpa", "u64"],
   ["vmr_va", "u64"],
   ["vmr_size", "u64"],
@@ -360,7 +360,7 @@ export const vm_mem_range: StructLayout = defineStruct("vm_mem_range", [
 ]);
 
 /** `struct vm_create_params` (VMM_IOC_CREATE). */
-export const vm_create_params: StructLayout = defineStruct("vm_create_params", [
+export const vm_create_params = defineStruct("vm_create_params", [
   ["vcp_nmemranges", "u64"],
   ["vcp_ncpus", "u64"],
   ["vcp_memranges", array(vm_mem_range, VMM_MAX_MEM_RANGES)],
@@ -373,7 +373,7 @@ export const vm_create_params: StructLayout = defineStruct("vm_create_params", [
 ]);
 
 /** `struct vcpu_segment_info`: `vsi_ar` in the VMX access-rights layout. */
-export const vcpu_segment_info: StructLayout = defineStruct("vcpu_segment_info", [
+export const vcpu_segment_info = defineStruct("vcpu_segment_info", [
   ["vsi_sel", "u16"],
   ["vsi_limit", "u32"],
   ["vsi_ar", "u32"],
@@ -381,7 +381,7 @@ export const vcpu_segment_info: StructLayout = defineStruct("vcpu_segment_info",
 ]);
 
 /** `struct vcpu_reg_state`: indices are the VCPU_REGS_* constants. */
-export const vcpu_reg_state: StructLayout = defineStruct("vcpu_reg_state", [
+export const vcpu_reg_state = defineStruct("vcpu_reg_state", [
   ["vrs_gprs", array("u64", VCPU_REGS_NGPRS)],
   ["vrs_crs", array("u64", VCPU_REGS_NCRS)],
   ["vrs_msrs", array("u64", VCPU_REGS_NMSRS)],
@@ -392,7 +392,7 @@ export const vcpu_reg_state: StructLayout = defineStruct("vcpu_reg_state", [
 ]);
 
 /** `struct vm_exit_inout`: an IO exit (VMX_EXIT_IO / SVM_VMEXIT_IOIO). */
-export const vm_exit_inout: StructLayout = defineStruct("vm_exit_inout", [
+export const vm_exit_inout = defineStruct("vm_exit_inout", [
   ["vei_size", "u8"],
   ["vei_dir", "u8"],
   ["vei_rep", "u8"],
@@ -404,7 +404,7 @@ export const vm_exit_inout: StructLayout = defineStruct("vm_exit_inout", [
 ]);
 
 /** `struct vm_exit_eptviolation`: an EPT violation / NPF exit. */
-export const vm_exit_eptviolation: StructLayout = defineStruct("vm_exit_eptviolation", [
+export const vm_exit_eptviolation = defineStruct("vm_exit_eptviolation", [
   ["vee_fault_type", "u8"],
   ["vee_insn_info", "u8"],
   ["vee_insn_len", "u8"],
@@ -416,7 +416,7 @@ export const vm_exit_eptviolation: StructLayout = defineStruct("vm_exit_eptviola
  * register state `vrs` at 24 and `cpl` at 592. Passed by pointer in
  * `vm_run_params.vrp_exit`, copied in and out on every VMM_IOC_RUN.
  */
-export const vm_exit: StructLayout = liftAnonymous(
+export const vm_exit = liftAnonymous(
   defineStruct("vm_exit", [
     ["", defineUnion("vm_exit.exit", [["vei", vm_exit_inout], ["vee", vm_exit_eptviolation]])],
     ["vrs", vcpu_reg_state],
@@ -426,14 +426,14 @@ export const vm_exit: StructLayout = liftAnonymous(
 );
 
 /** `struct vcpu_inject_event`: what to inject on the next run. */
-export const vcpu_inject_event: StructLayout = defineStruct("vcpu_inject_event", [
+export const vcpu_inject_event = defineStruct("vcpu_inject_event", [
   ["vie_vector", "u8"],
   ["vie_errorcode", "u32"],
   ["vie_type", "u8"],
 ]);
 
 /** `struct vm_run_params` (VMM_IOC_RUN); `vrp_exit` is the address of a {@link vm_exit}. */
-export const vm_run_params: StructLayout = defineStruct("vm_run_params", [
+export const vm_run_params = defineStruct("vm_run_params", [
   ["vrp_vm_id", "u32"],
   ["vrp_vcpu_id", "u32"],
   ["vrp_inject", vcpu_inject_event],
@@ -444,7 +444,7 @@ export const vm_run_params: StructLayout = defineStruct("vm_run_params", [
 ]);
 
 /** `struct vm_info_result`: one VM as VMM_IOC_INFO reports it. */
-export const vm_info_result: StructLayout = defineStruct("vm_info_result", [
+export const vm_info_result = defineStruct("vm_info_result", [
   ["vir_memory_size", "u64"],
   ["vir_used_size", "u64"],
   ["vir_ncpus", "u64"],
@@ -455,33 +455,33 @@ export const vm_info_result: StructLayout = defineStruct("vm_info_result", [
 ]);
 
 /** `struct vm_info_params` (VMM_IOC_INFO); `vip_info` points to {@link vm_info_result}s. */
-export const vm_info_params: StructLayout = defineStruct("vm_info_params", [
+export const vm_info_params = defineStruct("vm_info_params", [
   ["vip_size", "u64"],
   ["vip_info_ct", "u64"],
   ["vip_info", "u64"],
 ]);
 
 /** `struct vm_terminate_params` (VMM_IOC_TERM). */
-export const vm_terminate_params: StructLayout = defineStruct("vm_terminate_params", [
+export const vm_terminate_params = defineStruct("vm_terminate_params", [
   ["vtp_vm_id", "u32"],
 ]);
 
 /** `struct vm_resetcpu_params` (VMM_IOC_RESETCPU). */
-export const vm_resetcpu_params: StructLayout = defineStruct("vm_resetcpu_params", [
+export const vm_resetcpu_params = defineStruct("vm_resetcpu_params", [
   ["vrp_vm_id", "u32"],
   ["vrp_vcpu_id", "u32"],
   ["vrp_init_state", vcpu_reg_state],
 ]);
 
 /** `struct vm_intr_params` (VMM_IOC_INTR): `vip_intr` 1 asserts "interrupt pending". */
-export const vm_intr_params: StructLayout = defineStruct("vm_intr_params", [
+export const vm_intr_params = defineStruct("vm_intr_params", [
   ["vip_vm_id", "u32"],
   ["vip_vcpu_id", "u32"],
   ["vip_intr", "u16"],
 ]);
 
 /** `struct vm_rwregs_params` (VMM_IOC_READREGS/WRITEREGS). */
-export const vm_rwregs_params: StructLayout = defineStruct("vm_rwregs_params", [
+export const vm_rwregs_params = defineStruct("vm_rwregs_params", [
   ["vrwp_vm_id", "u32"],
   ["vrwp_vcpu_id", "u32"],
   ["vrwp_mask", "u64"],
@@ -489,7 +489,7 @@ export const vm_rwregs_params: StructLayout = defineStruct("vm_rwregs_params", [
 ]);
 
 /** `struct vm_sharemem_params` (VMM_IOC_SHAREMEM). */
-export const vm_sharemem_params: StructLayout = defineStruct("vm_sharemem_params", [
+export const vm_sharemem_params = defineStruct("vm_sharemem_params", [
   ["vsp_vm_id", "u32"],
   ["vsp_nmemranges", "u64"],
   ["vsp_memranges", array(vm_mem_range, VMM_MAX_MEM_RANGES)],
@@ -497,7 +497,7 @@ export const vm_sharemem_params: StructLayout = defineStruct("vm_sharemem_params
 ]);
 
 /** `struct vm_rwvmparams_params` (VMM_IOC_READVMPARAMS/WRITEVMPARAMS). */
-export const vm_rwvmparams_params: StructLayout = defineStruct("vm_rwvmparams_params", [
+export const vm_rwvmparams_params = defineStruct("vm_rwvmparams_params", [
   ["vpp_vm_id", "u32"],
   ["vpp_vcpu_id", "u32"],
   ["vpp_mask", "u32"],
@@ -535,9 +535,9 @@ export const VMM_IOC_GROUP = 0x56;
 function request(name: string, value: number): IoctlRequest {
   return Object.freeze({ name, value });
 }
-const iow = (name: string, nr: number, t: StructLayout) =>
+const iow = (name: string, nr: number, t: StructLayout<object>) =>
   request(name, openbsdIow(VMM_IOC_GROUP, nr, t.size));
-const iowr = (name: string, nr: number, t: StructLayout) =>
+const iowr = (name: string, nr: number, t: StructLayout<object>) =>
   request(name, openbsdIowr(VMM_IOC_GROUP, nr, t.size));
 
 /** Creates a VM ({@link vm_create_params}); returns `vcp_id` and the ranges' `vmr_va`. */

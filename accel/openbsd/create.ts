@@ -159,11 +159,11 @@ function mappedRegions(
   params: Uint8Array,
   ranges: readonly VmmMemRange[],
 ): MemoryRegion[] {
-  const d = layout.decode(new DataView(params.buffer));
+  const view = new DataView(params.buffer);
   const regions: MemoryRegion[] = [];
   ranges.forEach((r, i) => {
     if (r.type !== abi.VM_MEM_RAM) return;
-    const va = d.vcp_memranges[i].vmr_va as bigint;
+    const va = view.getBigUint64(layout.offsetOf(`vcp_memranges[${i}].vmr_va`), true);
     if (va === 0n || va % BigInt(PAGE) !== 0n) {
       throw new Error(
         `VMM_IOC_CREATE returned host address "${hex(va)}" for memory range ${i}: ` +

@@ -79,7 +79,7 @@ import {
 
 const offsets = new Map<StructLayout, Map<string, number>>();
 /** `layout.offsetOf(path)`, computed once per path (the hot path asks for the same few). */
-function off(layout: StructLayout, path: string): number {
+function off(layout: StructLayout<object>, path: string): number {
   let m = offsets.get(layout);
   if (!m) offsets.set(layout, m = new Map());
   let o = m.get(path);
