@@ -5,7 +5,7 @@
  * @module
  */
 
-import { QEMU_BINARY, QEMU_CPU } from "../tests/qemu.ts";
+import { QEMU_BINARY, qemuArgs } from "../tests/qemu.ts";
 
 /** A QEMU configuration the benchmarks compare with. */
 export type QemuFlavour = "microvm-kvm" | "pc-kvm" | "microvm-tcg" | "pc-tcg";
@@ -27,35 +27,20 @@ export function qemuLabel(f: QemuFlavour): string {
   return `QEMU ${machine} ${accel.toUpperCase()}`;
 }
 
-/** qemu-system-x86_64's arguments for `kernel` under flavour `f`. */
+/** qemu-system-x86_64's arguments for `kernel` under flavour `f` (the tests' {@link qemuArgs}). */
 export function qemuBenchArgs(
   f: QemuFlavour,
   o: { kernel: string; cmdline?: string; memoryMiB: number },
 ): string[] {
-  const [machine, accel] = f.split("-");
-  const args = [
-    "-machine",
-    machine === "microvm" ? MICROVM_MACHINE : "pc",
-    "-accel",
-    accel,
-    "-cpu",
-    QEMU_CPU,
-    "-m",
-    String(o.memoryMiB),
-    "-kernel",
-    o.kernel,
-    "-device",
-    "isa-debug-exit,iobase=0xf4,iosize=4",
-    "-serial",
-    "stdio",
-    "-display",
-    "none",
-    "-no-reboot",
-    "-nodefaults",
-  ];
-  if (o.cmdline !== undefined) args.push("-append", o.cmdline);
-  return args;
+  return qemuArgs({ ...o, ...FLAVOUR_MACHINE[f] });
 }
+
+const FLAVOUR_MACHINE: Record<QemuFlavour, { machine: string; accel: "kvm" | "tcg" }> = {
+  "microvm-kvm": { machine: MICROVM_MACHINE, accel: "kvm" },
+  "pc-kvm": { machine: "pc", accel: "kvm" },
+  "microvm-tcg": { machine: MICROVM_MACHINE, accel: "tcg" },
+  "pc-tcg": { machine: "pc", accel: "tcg" },
+};
 
 /** The QEMU binary. */
 export const QEMU = QEMU_BINARY;

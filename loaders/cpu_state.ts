@@ -177,31 +177,40 @@ export function busyTss(selector: number, base: number, limit: number): Segment 
   };
 }
 
+/**
+ * A flat 4 GiB present ring-0 code or data segment (base 0, page-granular,
+ * 32-bit) of descriptor `type` at `selector`, with `extra` overriding fields.
+ */
+export function flatSegment(selector: number, type: number, extra: Partial<Segment> = {}): Segment {
+  return {
+    base: 0n,
+    limit: 0xffffffff,
+    selector,
+    type,
+    present: true,
+    dpl: 0,
+    db: true,
+    s: true,
+    l: false,
+    g: true,
+    avl: false,
+    unusable: false,
+    ...extra,
+  };
+}
+
 /** The flat 4 GiB segments of the boot GDT for `mode`. */
 export function bootSegments(
   mode: BootMode,
   tssBase: number = BOOT_TSS_GPA,
 ): { code: Segment; data: Segment; tss: Segment } {
-  const flat = {
-    base: 0n,
-    limit: 0xffffffff,
-    present: true,
-    dpl: 0,
-    s: true,
-    g: true,
-    avl: false,
-    unusable: false,
-  };
   return {
-    code: {
-      ...flat,
-      selector: BOOT_CS,
-      type: SEG_TYPE_CODE_XR_ACCESSED,
-      // A 64-bit code segment must have D=0 when L=1.
+    // A 64-bit code segment must have D=0 when L=1.
+    code: flatSegment(BOOT_CS, SEG_TYPE_CODE_XR_ACCESSED, {
       db: mode === "protected",
       l: mode === "long",
-    },
-    data: { ...flat, selector: BOOT_DS, type: SEG_TYPE_DATA_RW_ACCESSED, db: true, l: false },
+    }),
+    data: flatSegment(BOOT_DS, SEG_TYPE_DATA_RW_ACCESSED),
     tss: busyTss(BOOT_TR, tssBase, BOOT_TSS_LIMIT),
   };
 }

@@ -32,7 +32,7 @@
  */
 
 import { gunzip } from "../ffi/inflate.ts";
-import type { CpuState, Segment } from "../core/cpu.ts";
+import type { CpuState } from "../core/cpu.ts";
 import type { GuestMemory } from "../core/guest_memory.ts";
 import { E820_RAM, type E820Entry, PCI_HOLE_BASE } from "../core/layout.ts";
 import {
@@ -44,7 +44,7 @@ import {
   Placement,
 } from "./common.ts";
 import { elfClass, elfNotes, parseElf, PT_LOAD, PT_NOTE, SHT_NOTE } from "./elf.ts";
-import { zeroRegisters } from "./cpu_state.ts";
+import { flatSegment, zeroRegisters } from "./cpu_state.ts";
 
 /** Where vmd puts the boot arguments. */
 export const OPENBSD_BOOTARGS_GPA = 0x2000;
@@ -330,33 +330,15 @@ function writePageTables(mem: GuestMemory, i386: boolean): void {
   }
 }
 
-function segment(selector: number, type: number, extra: Partial<Segment> = {}): Segment {
-  return {
-    base: 0n,
-    limit: 0xffffffff,
-    selector,
-    type,
-    present: true,
-    dpl: 0,
-    db: true,
-    s: true,
-    l: false,
-    g: true,
-    avl: false,
-    unusable: false,
-    ...extra,
-  };
-}
-
 /** vmd's flat register set for entry `rip` with stack `rsp` (i386: CR3/CR4/EFER for 32-bit paging). */
 export function openbsdCpuState(rip: number, rsp: number, i386: boolean): CpuState {
-  const data = segment(0x10, 0x3);
+  const data = flatSegment(0x10, 0x3);
   const system = (type: number) =>
-    segment(0, type, { s: false, db: false, g: false, limit: 0xffff });
+    flatSegment(0, type, { s: false, db: false, g: false, limit: 0xffff });
   return {
     regs: { ...zeroRegisters(), rsp: BigInt(rsp), rip: BigInt(rip) },
     sregs: {
-      cs: segment(0x08, 0xf), // access rights 0xC09F, as vmd
+      cs: flatSegment(0x08, 0xf), // access rights 0xC09F, as vmd
       ds: data,
       es: { ...data },
       fs: { ...data },

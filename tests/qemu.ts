@@ -25,16 +25,22 @@ export const QEMU_BINARY = "qemu-system-x86_64";
  */
 export const QEMU_CPU = "qemu64,vendor=GenuineIntel";
 
-/** What `runQemu` runs. */
-export interface QemuOptions {
+/** The machine QEMU builds: the one argument list of the tests and the benchmarks. */
+export interface QemuMachineOptions {
   /** Path of the Multiboot kernel image (`-kernel`). */
   kernel: string;
   /** Multiboot command line (`-append`); QEMU prefixes the kernel's path. */
   cmdline?: string;
   /** "tcg" (software, fast to start) or "kvm". */
   accel: "tcg" | "kvm";
-  /** QEMU machine type; "pc" unless given. */
-  machine?: "pc" | "q35";
+  /** QEMU machine type with its properties (`-machine`); "pc" unless given. */
+  machine?: string;
+  /** Guest RAM in MiB (`-m`); QEMU's default unless given. */
+  memoryMiB?: number;
+}
+
+/** What `runQemu` runs. */
+export interface QemuOptions extends QemuMachineOptions {
   /** QEMU is killed (SIGKILL) if it is still running after this long. */
   timeoutMs: number;
 }
@@ -54,7 +60,7 @@ export interface QemuResult {
 }
 
 /** The full QEMU argument list for `options`. */
-export function qemuArgs(options: QemuOptions): string[] {
+export function qemuArgs(options: QemuMachineOptions): string[] {
   const args = [
     "-machine",
     options.machine ?? "pc",
@@ -62,6 +68,7 @@ export function qemuArgs(options: QemuOptions): string[] {
     options.accel,
     "-cpu",
     QEMU_CPU,
+    ...(options.memoryMiB === undefined ? [] : ["-m", String(options.memoryMiB)]),
     "-kernel",
     options.kernel,
     "-device",

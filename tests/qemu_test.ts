@@ -3,7 +3,7 @@ import { isQemuInstalled, qemuArgs, runQemu } from "./qemu.ts";
 import { guestPath } from "../guests/images.ts";
 
 Deno.test("qemuArgs builds the oracle machine and appends the command line", () => {
-  const args = qemuArgs({ kernel: "k.bin", cmdline: "a=1 b", accel: "kvm", timeoutMs: 1 });
+  const args = qemuArgs({ kernel: "k.bin", cmdline: "a=1 b", accel: "kvm", memoryMiB: 64 });
   const after = (flag: string) => args[args.indexOf(flag) + 1];
   assert.equal(after("-machine"), "pc");
   assert.equal(after("-accel"), "kvm");
@@ -12,9 +12,11 @@ Deno.test("qemuArgs builds the oracle machine and appends the command line", () 
   assert.equal(after("-serial"), "stdio");
   assert.equal(after("-append"), "a=1 b");
   assert.ok(args.includes("-no-reboot") && args.includes("-nodefaults"));
-  const noCmdline = qemuArgs({ kernel: "k.bin", accel: "tcg", machine: "q35", timeoutMs: 1 });
+  assert.equal(after("-m"), "64");
+  const noCmdline = qemuArgs({ kernel: "k.bin", accel: "tcg", machine: "q35" });
   assert.equal(noCmdline.includes("-append"), false);
   assert.equal(noCmdline[noCmdline.indexOf("-machine") + 1], "q35");
+  assert.equal(noCmdline.includes("-m"), false, "QEMU's default memory unless given");
 });
 
 Deno.test({

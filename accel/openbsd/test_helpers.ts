@@ -9,6 +9,7 @@
 import { errnoNumber, IoctlError, SyscallError } from "../../ffi/errno.ts";
 import type { Segment } from "../types.ts";
 import { type SandboxCalls, VMM_IOCTL_PROMISE } from "./openbsd_host.ts";
+import { flatSegment } from "../../loaders/cpu_state.ts";
 import {
   type IoctlArg,
   type IoctlRequest,
@@ -155,21 +156,7 @@ export class FakeVmmLibc implements Libc {
 
 /** A flat 4 GiB present segment (selector 0x10) of descriptor `type`, with overrides. */
 export function seg(type: number, extra: Partial<Segment> = {}): Segment {
-  return {
-    base: 0n,
-    limit: 0xffffffff,
-    selector: 0x10,
-    type,
-    present: true,
-    dpl: 0,
-    db: true,
-    s: true,
-    l: false,
-    g: true,
-    avl: false,
-    unusable: false,
-    ...extra,
-  };
+  return flatSegment(0x10, type, extra);
 }
 
 /** A pledge violation: the kernel kills the process (SIGABRT); the fake throws this. */
