@@ -153,17 +153,8 @@ export function runOurs(accel: Accel, g: ExitGuest, n: number): ExitRun {
   }
 }
 
-const {
-  exitReason: RUN_EXIT_REASON,
-  ioDirection: RUN_IO_DIRECTION,
-  ioSize: RUN_IO_SIZE,
-  ioPort: RUN_IO_PORT,
-  ioCount: RUN_IO_COUNT,
-  ioDataOffset: RUN_IO_DATA_OFFSET,
-  mmioPhysAddr: RUN_MMIO_PHYS_ADDR,
-  mmioIsWrite: RUN_MMIO_IS_WRITE,
-  mmioData: RUN_MMIO_DATA,
-} = abi.KVM_RUN_AT;
+/** The kvm_run offsets (the KVM back-end's table). */
+const RUN = abi.KVM_RUN_AT;
 
 let rawIoctl: { symbols: { ioctl: (fd: number, req: bigint, arg: bigint) => number } } | undefined;
 
@@ -197,28 +188,28 @@ export function runMinimalDeno(accel: Accel, g: ExitGuest, n: number): ExitRun {
     const t0 = performance.now();
     while (status < 0) {
       if (ioctl(fd, KVM_RUN, 0n) < 0) continue; // EINTR: nothing kicks this loop
-      const reason = v.getUint32(RUN_EXIT_REASON, true);
+      const reason = v.getUint32(RUN.exitReason, true);
       if (reason === abi.KVM_EXIT_IO) {
-        const port = v.getUint16(RUN_IO_PORT, true);
-        const at = Number(v.getBigUint64(RUN_IO_DATA_OFFSET, true));
+        const port = v.getUint16(RUN.ioPort, true);
+        const at = Number(v.getBigUint64(RUN.ioDataOffset, true));
         if (port === 0x80 && counted++ === 0) {
           cpu0 = threadCpuMs();
           firstMs = performance.now();
         }
-        if (v.getUint8(RUN_IO_DIRECTION) === abi.KVM_EXIT_IO_OUT) {
+        if (v.getUint8(RUN.ioDirection) === abi.KVM_EXIT_IO_OUT) {
           if (port === EXIT_PORT) status = run[at];
         } else {
-          const bytes = v.getUint8(RUN_IO_SIZE) * v.getUint32(RUN_IO_COUNT, true);
+          const bytes = v.getUint8(RUN.ioSize) * v.getUint32(RUN.ioCount, true);
           run.fill(port === 0x3fd ? 0x60 : 0xff, at, at + bytes);
         }
       } else if (reason === abi.KVM_EXIT_MMIO) {
         if (
-          Number(v.getBigUint64(RUN_MMIO_PHYS_ADDR, true)) === BENCH_MMIO_ADDR && counted++ === 0
+          Number(v.getBigUint64(RUN.mmioPhysAddr, true)) === BENCH_MMIO_ADDR && counted++ === 0
         ) {
           cpu0 = threadCpuMs();
           firstMs = performance.now();
         }
-        if (!v.getUint8(RUN_MMIO_IS_WRITE)) run.fill(0, RUN_MMIO_DATA, RUN_MMIO_DATA + 8);
+        if (!v.getUint8(RUN.mmioIsWrite)) run.fill(0, RUN.mmioData, RUN.mmioData + 8);
       } else {
         throw new Error(`minimal Deno loop: unexpected exit ${abi.kvmExitName(reason)}`);
       }

@@ -167,25 +167,8 @@ const VCPU_STATE_STOPPED = 0;
 const VCPU_STATE_RUNNING = 1;
 const VCPU_STATE_TERMINATED = 3;
 
-// kvm_run offsets (the KVM back-end's table).
-const {
-  requestInterruptWindow: RUN_REQUEST_WINDOW,
-  immediateExit: RUN_IMMEDIATE_EXIT,
-  exitReason: RUN_EXIT_REASON,
-  ifFlag: RUN_IF_FLAG,
-  ioDirection: RUN_IO_DIRECTION,
-  ioSize: RUN_IO_SIZE,
-  ioPort: RUN_IO_PORT,
-  mmioPhysAddr: RUN_MMIO_PHYS_ADDR,
-  mmioData: RUN_MMIO_DATA,
-  mmioLen: RUN_MMIO_LEN,
-  mmioIsWrite: RUN_MMIO_IS_WRITE,
-  ioCount: RUN_IO_COUNT,
-  ioDataOffset: RUN_IO_DATA_OFFSET,
-  validRegs: RUN_VALID_REGS,
-  syncRegs: RUN_SYNC_REGS,
-  syncSregs: RUN_SYNC_SREGS,
-} = kvm.KVM_RUN_AT;
+/** The kvm_run offsets (the KVM back-end's table). */
+const RUN = kvm.KVM_RUN_AT;
 const SYNC_MASK = kvm.KVM_SYNC_X86_REGS | kvm.KVM_SYNC_X86_SREGS;
 const TR_LINEAR = kvm.kvm_translation.offsetOf("linear_address");
 const TR_PHYSICAL = kvm.kvm_translation.offsetOf("physical_address");
@@ -915,12 +898,12 @@ export class VmmOnKvmLibc implements Libc {
     vcpu.kregs = undefined;
     if (!keepSregs) vcpu.ksregs = vcpu.dsregs = undefined;
     const rb = vcpu.run.bytes;
-    if (this.#syncRegs) vcpu.view.setBigUint64(RUN_VALID_REGS, BigInt(SYNC_MASK), true);
+    if (this.#syncRegs) vcpu.view.setBigUint64(RUN.validRegs, BigInt(SYNC_MASK), true);
     const r = this.real.ioctlTry(vcpu.fd, kvm.KVM_RUN, 0, ["EINTR", "EAGAIN"]);
     if (this.#syncRegs) {
       // KVM stored the registers in kvm_run on the way out, whatever the result.
-      vcpu.kregs = rb.slice(RUN_SYNC_REGS, RUN_SYNC_REGS + kvm.kvm_regs.size);
-      if (!keepSregs) vcpu.ksregs = rb.slice(RUN_SYNC_SREGS, RUN_SYNC_SREGS + kvm.kvm_sregs.size);
+      vcpu.kregs = rb.slice(RUN.syncRegs, RUN.syncRegs + kvm.kvm_regs.size);
+      if (!keepSregs) vcpu.ksregs = rb.slice(RUN.syncSregs, RUN.syncSregs + kvm.kvm_sregs.size);
     }
     return r;
   }
@@ -1151,7 +1134,7 @@ export class VmmOnKvmLibc implements Libc {
     }
     // vm_run: vc_intr = vrp_intr_pending, whatever VMM_IOC_INTR said before.
     vcpu.intr = pv.getUint8(O_RUNP_VRP_INTR_PENDING) !== 0;
-    vcpu.run.bytes[RUN_REQUEST_WINDOW] = vcpu.intr ? 1 : 0;
+    vcpu.run.bytes[RUN.requestInterruptWindow] = vcpu.intr ? 1 : 0;
   }
 
   #injectException(vcpu: EmuVcpu, vector: number, errorCode: number): void {
@@ -1182,13 +1165,13 @@ export class VmmOnKvmLibc implements Libc {
   ): { reason: number; irqready: boolean } {
     const rb = vcpu.run.bytes;
     const rv = vcpu.view;
-    rb[RUN_IMMEDIATE_EXIT] = 0;
+    rb[RUN.immediateExit] = 0;
     const r = this.#kvmRun(vcpu);
     if (r < 0) {
       this.#fillState(vcpu, exit);
       return { reason: abi.VM_EXIT_NONE, irqready: this.#irqready(vcpu) };
     }
-    const kreason = rv.getUint32(RUN_EXIT_REASON, true);
+    const kreason = rv.getUint32(RUN.exitReason, true);
     const irqready = this.#irqready(vcpu);
     // Only IO/MMIO exits (set by their handlers) leave a shadow standing.
     vcpu.shadowAtExit = false;
@@ -1233,7 +1216,7 @@ export class VmmOnKvmLibc implements Libc {
 
   /** vrp_irqready is RFLAGS.IF (the kernel looks at nothing else). */
   #irqready(vcpu: EmuVcpu): boolean {
-    return vcpu.run.bytes[RUN_IF_FLAG] !== 0;
+    return vcpu.run.bytes[RUN.ifFlag] !== 0;
   }
 
   #interruptsOn(vcpu: EmuVcpu): boolean {
@@ -1271,7 +1254,7 @@ export class VmmOnKvmLibc implements Libc {
    */
   #completePending(vcpu: EmuVcpu): void {
     const rb = vcpu.run.bytes;
-    rb[RUN_IMMEDIATE_EXIT] = 1;
+    rb[RUN.immediateExit] = 1;
     // The expected EINTR becomes an error object inside Libc.ioctlTry: skip its stack trace.
     const limit = Error.stackTraceLimit;
     Error.stackTraceLimit = 0;
@@ -1279,7 +1262,7 @@ export class VmmOnKvmLibc implements Libc {
       for (let round = 0; round < 4096; round++) {
         const r = this.#kvmRun(vcpu, true);
         if (r < 0) return;
-        const k = vcpu.view.getUint32(RUN_EXIT_REASON, true);
+        const k = vcpu.view.getUint32(RUN.exitReason, true);
         if (k !== kvm.KVM_EXIT_IO && k !== kvm.KVM_EXIT_MMIO) {
           this.lastError = `completing an access, KVM exited with ${kvm.kvmExitName(k)}`;
           throw new VmmErrno("EIO", this.lastError);
@@ -1289,7 +1272,7 @@ export class VmmOnKvmLibc implements Libc {
       throw new VmmErrno("EIO", this.lastError);
     } finally {
       Error.stackTraceLimit = limit;
-      rb[RUN_IMMEDIATE_EXIT] = 0;
+      rb[RUN.immediateExit] = 0;
     }
   }
 
@@ -1376,10 +1359,10 @@ export class VmmOnKvmLibc implements Libc {
    */
   #ioExit(vm: EmuVm, vcpu: EmuVcpu, exit: Uint8Array): void {
     const rv = vcpu.view;
-    const kdir = rv.getUint8(RUN_IO_DIRECTION);
-    const size = rv.getUint8(RUN_IO_SIZE);
-    const port = rv.getUint16(RUN_IO_PORT, true);
-    const count = rv.getUint32(RUN_IO_COUNT, true);
+    const kdir = rv.getUint8(RUN.ioDirection);
+    const size = rv.getUint8(RUN.ioSize);
+    const port = rv.getUint16(RUN.ioPort, true);
+    const count = rv.getUint32(RUN.ioCount, true);
     const isIn = kdir === kvm.KVM_EXIT_IO_IN;
     const s0 = this.#getKvmRegs(vcpu);
     const v0 = view(s0);
@@ -1404,7 +1387,7 @@ export class VmmOnKvmLibc implements Libc {
         rip: rip0,
         length: insn.length,
         size,
-        dataOffset: Number(rv.getBigUint64(RUN_IO_DATA_OFFSET, true)),
+        dataOffset: Number(rv.getBigUint64(RUN.ioDataOffset, true)),
         rax: v0.getBigUint64(KVM_REG_OFFSET.rax, true),
       };
       pre = s0;
@@ -1553,9 +1536,9 @@ export class VmmOnKvmLibc implements Libc {
    */
   #mmioExit(vm: EmuVm, vcpu: EmuVcpu, exit: Uint8Array): void {
     const rv = vcpu.view;
-    const gpa = Number(rv.getBigUint64(RUN_MMIO_PHYS_ADDR, true));
-    const len = rv.getUint32(RUN_MMIO_LEN, true);
-    const isWrite = rv.getUint8(RUN_MMIO_IS_WRITE) !== 0;
+    const gpa = Number(rv.getBigUint64(RUN.mmioPhysAddr, true));
+    const len = rv.getUint32(RUN.mmioLen, true);
+    const isWrite = rv.getUint8(RUN.mmioIsWrite) !== 0;
     const inMmio = vm.ranges.some((r) =>
       r.type === abi.VM_MEM_MMIO && gpa >= r.gpa && gpa + len <= r.gpa + r.size
     );
@@ -1564,7 +1547,7 @@ export class VmmOnKvmLibc implements Libc {
       this.lastError = `guest access to guest-physical 0x${gpa.toString(16)}, which is in no range`;
       throw new VmmErrno("EINVAL", this.lastError);
     }
-    const data = vcpu.run.bytes.slice(RUN_MMIO_DATA, RUN_MMIO_DATA + Math.min(len, 8));
+    const data = vcpu.run.bytes.slice(RUN.mmioData, RUN.mmioData + Math.min(len, 8));
     const s0 = this.#getKvmRegs(vcpu);
     const v0 = view(s0);
     const { sregs, long, csBase } = this.#mode(vcpu);
@@ -1577,7 +1560,7 @@ export class VmmOnKvmLibc implements Libc {
       ripMask,
     );
     // A load completes with whatever is in mmio.data: make it deterministic.
-    vcpu.run.bytes.fill(0, RUN_MMIO_DATA, RUN_MMIO_DATA + 8);
+    vcpu.run.bytes.fill(0, RUN.mmioData, RUN.mmioData + 8);
     this.#completePending(vcpu);
     let pre: Uint8Array;
     let length: number;
