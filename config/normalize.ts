@@ -30,6 +30,7 @@ export function normalizedJson(config: VmConfig): string {
       ? { user: config.vm.owner.user }
       : { user: config.vm.owner.user, group: config.vm.owner.group };
   }
+  if (config.vm.user !== undefined) vm.user = config.vm.user;
   const ordered = {
     vm,
     boot: {
@@ -45,7 +46,7 @@ export function normalizedJson(config: VmConfig): string {
     })),
     interfaces: config.interfaces.map((i) => ({ tap: i.tap, lladdr: i.lladdr, name: i.name })),
     console: { serial: config.console.serial, path: config.console.path },
-    debug: { exitPort: config.debug.exitPort },
+    debug: { exitPort: config.debug.exitPort, lockdown: config.debug.lockdown },
     display: config.display,
     source: config.source,
   };
@@ -70,6 +71,7 @@ export function normalizedToml(config: VmConfig): string {
     const { user, group } = config.vm.owner;
     out.push(`owner = ${tomlString(group === undefined ? user : `${user}:${group}`)}`);
   }
+  if (config.vm.user !== undefined) out.push(`user = ${tomlString(config.vm.user)}`);
   out.push("", "[boot]");
   out.push(`kernel = ${tomlString(config.boot.kernel)}`);
   if (config.boot.initrd !== undefined) out.push(`initrd = ${tomlString(config.boot.initrd)}`);
@@ -101,9 +103,12 @@ export function normalizedToml(config: VmConfig): string {
     if (d.password !== undefined) out.push(`password = ${tomlString(d.password)}`);
     out.push(`serial = ${d.serial}`);
   }
-  if (config.debug.exitPort !== undefined) {
+  if (config.debug.exitPort !== undefined || config.debug.lockdown === false) {
     out.push("", "[debug]");
-    out.push(`exit_port = 0x${config.debug.exitPort.toString(16)}`);
+    if (config.debug.exitPort !== undefined) {
+      out.push(`exit_port = 0x${config.debug.exitPort.toString(16)}`);
+    }
+    if (config.debug.lockdown === false) out.push("lockdown = false");
   }
   return out.join("\n") + "\n";
 }

@@ -56,13 +56,16 @@ export interface VmConfig {
     irqchip: IrqchipName;
     /** Who may control the VM besides root. */
     owner?: { user: string; group?: string };
+    /** The unprivileged user the VM process becomes after set-up (default `_vmmctl`). */
+    user?: string;
   };
   boot: { kernel: string; initrd?: string; cmdline: string };
   disks: DiskConfig[];
   interfaces: InterfaceConfig[];
   /** `path` is set exactly when `serial` is `"file"`. */
   console: { serial: SerialKind; path?: string };
-  debug: { exitPort?: number };
+  /** `lockdown: false` keeps the VM process privileged (debugging only). */
+  debug: { exitPort?: number; lockdown?: false };
   /** The graphical console; absent for a serial-only VM. */
   display?: DisplaySettings;
   /** Absolute path of the config file, when it came from one. */
@@ -148,6 +151,10 @@ export const SECTIONS = {
       accel: { type: "string", default: "auto", doc: "auto | kvm | openbsd | openbsd-on-kvm." },
       irqchip: { type: "string", default: "user", doc: "user | kernel." },
       owner: { type: "string", doc: 'Optional "user" or "user:group" allowed to control the VM.' },
+      user: {
+        type: "string",
+        doc: 'User the VM process runs as once set up (root only; default "_vmmctl").',
+      },
     },
   },
   boot: {
@@ -214,6 +221,11 @@ export const SECTIONS = {
         type: "integer",
         doc: "I/O port; writing v ends the VM with exit status (v << 1) | 1.",
       },
+      lockdown: {
+        type: "boolean",
+        default: true,
+        doc: "false: the VM process keeps its privileges (no uid drop, no seccomp; debugging).",
+      },
     },
   },
 } as const satisfies Record<string, SectionSpec>;
@@ -240,7 +252,7 @@ export const SECTION_ALIASES: Readonly<Record<string, SectionName>> = {
 
 /** Like {@link SECTION_ALIASES}, for keys: section -> common other name -> known key. */
 export const KEY_ALIASES: Readonly<Record<SectionName, Readonly<Record<string, string>>>> = {
-  vm: { mem: "memory", ram: "memory", cpus: "vcpus", ncpus: "vcpus", smp: "vcpus", user: "owner" },
+  vm: { mem: "memory", ram: "memory", cpus: "vcpus", ncpus: "vcpus", smp: "vcpus", uid: "user" },
   boot: { append: "cmdline", command_line: "cmdline", ramdisk: "initrd", bzimage: "kernel" },
   disk: { file: "path", image: "path", ro: "readonly", read_only: "readonly" },
   interface: { mac: "lladdr", macaddr: "lladdr", hwaddr: "lladdr", ifname: "tap" },

@@ -327,6 +327,17 @@ export class Validator {
         );
       }
     }
+    const user = this.#string(table, path, "user");
+    if (user !== undefined) {
+      if (OWNER_NAME.test(user)) vm.user = user;
+      else {
+        this.#error(
+          ["vm", "user"],
+          'must be a user name of letters, digits, "_", "-", "." (at most 32 characters); ' +
+            `got ${JSON.stringify(user)}`,
+        );
+      }
+    }
     return vm;
   }
 
@@ -570,7 +581,9 @@ export class Validator {
       MAX_IO_PORT,
       (n) => n <= 0 ? String(n) : `0x${n.toString(16)}`,
     );
-    return exitPort === undefined ? {} : { exitPort };
+    const debug: VmConfig["debug"] = exitPort === undefined ? {} : { exitPort };
+    if (this.#boolean(table, ["debug"], "lockdown") === false) debug.lockdown = false;
+    return debug;
   }
 
   // ---- files ----

@@ -29,6 +29,7 @@ import type { DisplayHost } from "../display/display_host.ts";
  * in one place: `machineWorker` in `solo5/select.ts`.
  */
 export const PC_WORKER_URL: URL = new URL("./vcpu_worker.ts", import.meta.url);
+import type { LockdownPlan, LockdownReport } from "./lockdown.ts";
 
 /** Host -> worker. */
 export interface WorkerRequest {
@@ -47,6 +48,8 @@ export interface WorkerRequest {
   guestRequests?: SharedArrayBuffer;
   /** The VGA's shared memory, when the config has a display. */
   display?: VgaShared;
+  /** Lock the process down once the machine is built, before the guest runs (see lockdown.ts). */
+  lockdown?: LockdownPlan;
 }
 
 /** Requests to the guest through its vmmci device (see {@link VmHost.requestGuest}). */
@@ -54,7 +57,13 @@ export const GuestRequest = { NONE: 0, SHUTDOWN: 1, REBOOT: 2 } as const;
 
 /** Worker -> host. */
 export type WorkerReply =
-  | { type: "started"; kickToken: KickToken; boot: string; vmmci?: boolean }
+  | {
+    type: "started";
+    kickToken: KickToken;
+    boot: string;
+    vmmci?: boolean;
+    lockdown?: LockdownReport;
+  }
   | { type: "outcome"; outcome: Outcome; postCodes: { code: number; atNs: number }[] };
 
 /** Options for {@link VmHost}. */
@@ -74,6 +83,8 @@ export interface VmHostOptions {
    * the promise from {@link VmHost.start} resolves.
    */
   onSerialOutput?: (bytes: Uint8Array) => void;
+  /** Lock the VM process down before the guest runs; see {@link VmHost.lockdown}. */
+  lockdown?: LockdownPlan;
 }
 
 /** A VM whose vCPU runs in a Worker. */
@@ -85,6 +96,8 @@ export class VmHost {
   #done = false;
   readonly #guestRequests = new Int32Array(new SharedArrayBuffer(8));
   #hasVmmci = false;
+  /** What the lock-down did (set before `onStarted` is called). */
+  lockdown?: LockdownReport;
   /** POST codes the guest wrote, with timestamps (after the VM ended). */
   postCodes: { code: number; atNs: number }[] = [];
   #display?: DisplayHost;
@@ -130,6 +143,7 @@ export class VmHost {
       kernelImage: this.options.kernelImage,
       guestRequests: this.#guestRequests.buffer as SharedArrayBuffer,
       display: this.#display?.shared,
+      lockdown: this.options.lockdown,
     };
     // Listen before the vCPU starts (and before any lock-down): the sockets stay open.
     this.#display?.start();
@@ -142,6 +156,7 @@ export class VmHost {
         if (m.type === "started") {
           this.#token = m.kickToken;
           this.#hasVmmci = m.vmmci === true;
+          this.lockdown = m.lockdown;
           this.options.onStarted?.(m.boot);
           this.#kicker();
         } else {

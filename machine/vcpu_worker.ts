@@ -16,6 +16,7 @@ import { Machine, type Outcome } from "./machine.ts";
 import { runLoop } from "./run_loop.ts";
 import { openSerialSink, SerialOutputRing } from "./serial_sink.ts";
 import { GuestRequest, type WorkerReply, type WorkerRequest } from "./host.ts";
+import { lockDownVcpuThread } from "./lockdown.ts";
 
 function reply(message: WorkerReply): void {
   self.postMessage(message);
@@ -72,8 +73,11 @@ self.onmessage = async (event: MessageEvent<WorkerRequest>) => {
         nextDeadlineNs: () => Infinity,
       });
     }
+    // Everything is open: give up what the guest must not reach through us.
+    const lockdown = req.lockdown ? lockDownVcpuThread(req.lockdown) : undefined;
     reply({
       type: "started",
+      lockdown,
       vmmci: vmmci !== undefined,
       kickToken: machine.vcpu.kickToken(),
       boot: machine.boot.summary,

@@ -14,6 +14,7 @@ import { VcpuControl } from "../machine/vcpu_channel.ts";
 import type { Outcome } from "../machine/machine.ts";
 import { openSerialSink, SerialOutputRing } from "../machine/serial_sink.ts";
 import type { WorkerReply, WorkerRequest } from "../machine/host.ts";
+import { lockDownVcpuThread } from "../machine/lockdown.ts";
 import { describeTrap, Solo5Machine } from "./tender.ts";
 
 function reply(message: WorkerReply): void {
@@ -45,7 +46,13 @@ self.onmessage = async (event: MessageEvent<WorkerRequest>) => {
       kernelImage: req.kernelImage,
       libc,
     });
-    reply({ type: "started", kickToken: machine.vcpu.kickToken(), boot: machine.boot.summary });
+    const lockdown = req.lockdown ? lockDownVcpuThread(req.lockdown) : undefined;
+    reply({
+      type: "started",
+      lockdown,
+      kickToken: machine.vcpu.kickToken(),
+      boot: machine.boot.summary,
+    });
     outcome = machine.run(control);
     if (machine.lastTrap && outcome.kind === "exit-port") {
       console.error(`vmmctl: solo5: guest aborted after a trap: ${describeTrap(machine.lastTrap)}`);

@@ -19,6 +19,12 @@ import { reportErrors } from "../errors.ts";
 import { startManaged } from "../vm_process/spawn.ts";
 import { resolveRunDir, RUNDIR_FLAG } from "../control/rundir.ts";
 import { machineWorker } from "../../solo5/select.ts";
+import {
+  describeLockdown,
+  type LockdownPlan,
+  narrowHostPermissions,
+  planLockdown,
+} from "../../machine/lockdown.ts";
 
 const ACCELS = ["auto", "kvm", "openbsd", "openbsd-on-kvm"];
 
@@ -51,6 +57,10 @@ export const upCommand: Command = {
       description: "run the VM in the background like `start` (console on a pty)",
     },
     rundir: RUNDIR_FLAG,
+    "no-lockdown": {
+      type: "boolean",
+      description: "keep the VM process privileged (no user switch, no seccomp): for debugging",
+    },
   },
   async run(positionals, flags) {
     if (positionals.length > 1) throw new UsageError("up takes at most one FILE");
@@ -81,10 +91,15 @@ export const upCommand: Command = {
       return await reportErrors(async () => (await startManaged(vm, { rundir, demo }), 0));
     }
     const serial = serialTarget(config, flags.serial as string | undefined);
+    const lockdown = planLockdown({
+      user: config.vm.user,
+      enabled: flags["no-lockdown"] !== true && config.debug.lockdown !== false,
+    });
     const outcome = await boot(config, serial, {
       accel: accel as AccelChoice | undefined,
       kernelImage,
       verbose: flags.verbose === true,
+      lockdown,
     });
     const status = exitStatus(outcome);
     if (flags.verbose || status === 3 || status === 4 || outcome.kind === "halted") {
@@ -113,7 +128,12 @@ function serialTarget(config: VmConfig, override: string | undefined): SerialTar
 async function boot(
   config: VmConfig,
   serial: SerialTarget,
-  opts: { accel?: AccelChoice; kernelImage?: Uint8Array; verbose: boolean },
+  opts: {
+    accel?: AccelChoice;
+    kernelImage?: Uint8Array;
+    verbose: boolean;
+    lockdown?: LockdownPlan;
+  },
 ): Promise<Outcome> {
   const interactive = serial.serial === "stdio" && Deno.stdin.isTerminal();
   const pty = serial.serial === "pty" ? PtyConsole.open() : undefined;
@@ -125,11 +145,17 @@ async function boot(
     accel: opts.accel,
     kernelImage: opts.kernelImage,
     worker: machineWorker(config, opts.kernelImage),
+    lockdown: opts.lockdown,
     onStarted: (boot) => {
+      if (opts.lockdown) narrowHostPermissions();
       if (opts.verbose) console.error(`vmmctl: ${config.vm.name}: ${boot}`);
       const d = host.display?.endpoints;
       if (d?.vnc) console.error(`vmmctl: ${config.vm.name}: VNC on ${d.vnc}`);
       if (d?.web) console.error(`vmmctl: ${config.vm.name}: web console on ${d.web}`);
+      const report = host.lockdown;
+      if (report && (opts.verbose || report.probes)) {
+        console.error(`vmmctl: ${config.vm.name}: ${describeLockdown(report)}`);
+      }
     },
   });
   const onTerm = () => host.stop();
