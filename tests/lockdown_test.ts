@@ -6,7 +6,12 @@
  * virtio-blk read/write/flush, virtio-net through a tap.
  */
 import assert from "node:assert/strict";
-import { compareSerial, VIRTIO_GUEST_EXPECTATIONS } from "../guests/expectations.ts";
+import {
+  compareSerial,
+  VIRTIO_GUEST_EXPECTATIONS,
+  VIRTIO_NET_EXPECTATION,
+} from "../guests/expectations.ts";
+import { ip, linkExists } from "./netns.ts";
 import { guestPath } from "../guests/images.ts";
 import { kvmAvailable, NO_KVM_MESSAGE } from "./boot.ts";
 import { lookUpUser, parseThreadStatus, type ThreadState } from "../machine/lockdown.ts";
@@ -187,6 +192,53 @@ Deno.test({
       const out = await upCommand(cfg).output();
       assert.doesNotMatch(new TextDecoder().decode(out.stderr), /locked down/);
     } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+function netUnavailable(): string | undefined {
+  try {
+    Deno.openSync("/dev/net/tun", { read: true, write: true }).close();
+    if (!new Deno.Command("ip", { args: ["netns", "list"] }).outputSync().success) {
+      return "`ip netns` does not work";
+    }
+  } catch (e) {
+    return `no tap or ip: ${e instanceof Error ? e.message : e}`;
+  }
+  return undefined;
+}
+
+Deno.test({
+  name: "lockdown: the virtio-net guest exchanges ARP through its tap after lock-down",
+  ignore: ignore || netUnavailable() !== undefined,
+  async fn() {
+    const ns = `priv-lock-${Deno.pid}`;
+    const tap = `vpl${Deno.pid % 100000}`;
+    const { dir, cfg } = await vmConfig("virtio_net", [
+      "[[interface]]",
+      `tap = "${tap}"`,
+      'lladdr = "fe:e1:ba:d0:00:02"',
+    ]);
+    ip("netns", "add", ns);
+    try {
+      const run = upCommand(cfg).output();
+      const deadline = Date.now() + 20_000;
+      while (!linkExists(tap) && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      ip("link", "set", "dev", tap, "netns", ns);
+      ip("-n", ns, "addr", "add", "10.77.0.1/24", "dev", tap);
+      ip("-n", ns, "link", "set", "dev", tap, "up");
+      const out = await run;
+      const stderr = new TextDecoder().decode(out.stderr);
+      assert.match(stderr, /locked down: runs as _vmmctl/);
+      const serial = new TextDecoder().decode(out.stdout);
+      const e = VIRTIO_NET_EXPECTATION;
+      assert.equal(compareSerial(e.lines, serial), undefined, `${stderr}\n${serial}`);
+      assert.equal(out.code, e.status);
+    } finally {
+      ip("netns", "del", ns);
       await Deno.remove(dir, { recursive: true });
     }
   },

@@ -28,6 +28,13 @@ missing() {
   done
   echo "${out[*]}"
 }
+# The unprivileged user VM processes run as once set up (see docs/THREAT_MODEL.md); vmmctl
+# also creates it on first use as root.
+if [ "$(id -u)" -eq 0 ] && ! getent passwd _vmmctl >/dev/null; then
+  useradd --system --user-group --no-create-home --home-dir /nonexistent \
+    --shell /usr/sbin/nologin --comment "vmmctl VM processes" _vmmctl ||
+    say "could not create the user _vmmctl (vmmctl up tries again as root)"
+fi
 todo=$(missing)
 [ -z "$todo" ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
