@@ -205,8 +205,16 @@ export function planLockdown(options: PlanOptions = {}): LockdownPlan | undefine
   }
   let identity = lookUpUser(user);
   if (!identity && options.user === undefined) {
-    createSystemUser(user);
-    identity = lookUpUser(user);
+    // Two VM processes may race to create it: the loser sees it on a later look.
+    for (let attempt = 0; !identity; attempt++) {
+      try {
+        createSystemUser(user);
+      } catch (e) {
+        if (attempt >= 4) throw e;
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 100);
+      }
+      identity = lookUpUser(user);
+    }
   }
   if (!identity) throw new Error(`[vm] user "${user}": no such user`);
   if (identity.uid === 0 || identity.gid === 0) {
