@@ -33,6 +33,8 @@ export interface PrivilegeCalls {
    * filter covers every thread, or nothing is installed and this throws.
    */
   installFilterAllThreads(program: Uint8Array): void;
+  /** prctl(PR_GET_SECCOMP) and prctl(PR_GET_NO_NEW_PRIVS) of the calling thread. */
+  sandboxState(): { seccomp: number; noNewPrivs: number };
   /** Raw syscall(2) returning -errno: a probe for tests (never throws). */
   probe(nr: number, a0?: bigint, a1?: bigint, a2?: bigint): number;
 }
@@ -47,7 +49,9 @@ const SYMBOLS = {
 } as const;
 
 const PR_SET_DUMPABLE = 4;
+const PR_GET_SECCOMP = 21;
 const PR_SET_NO_NEW_PRIVS = 38;
+const PR_GET_NO_NEW_PRIVS = 39;
 const SYS_SECCOMP_X86_64 = 317;
 const SECCOMP_SET_MODE_FILTER = 1;
 const SECCOMP_FILTER_FLAG_TSYNC = 1;
@@ -110,6 +114,12 @@ export function openPrivilegeCalls(): PrivilegeCalls {
       check("seccomp SECCOMP_SET_MODE_FILTER TSYNC", r);
       // Keep both buffers alive across the call (the kernel copied them).
       void program[0], void fprog[0];
+    },
+    sandboxState() {
+      return {
+        seccomp: lib.symbols.prctl(PR_GET_SECCOMP, 0n, 0n, 0n, 0n),
+        noNewPrivs: lib.symbols.prctl(PR_GET_NO_NEW_PRIVS, 0n, 0n, 0n, 0n),
+      };
     },
     probe(nr, a0 = 0n, a1 = 0n, a2 = 0n) {
       const r = Number(lib.symbols.syscall(BigInt(nr), a0, a1, a2));

@@ -150,7 +150,8 @@ export const VM_SYSCALL_GROUPS: Readonly<Record<string, readonly string[]>> = {
   /** The run directory: state files replaced by rename, the log rotated, files removed at exit. */
   files: words(
     "openat open stat lstat newfstatat statx access faccessat faccessat2 readlink " +
-      "readlinkat rename renameat renameat2 unlink unlinkat getdents64 getcwd fchmod " +
+      "readlinkat rename renameat renameat2 unlink unlinkat getdents64 getcwd fchmod chmod " +
+      "fchmodat " +
       "fstatfs statfs",
   ),
   /** Memory: guest RAM, V8's heap and JIT (W^X flips), the allocator. */
@@ -193,7 +194,7 @@ export const VM_DENIED_EXAMPLES: readonly string[] = words(
     "process_vm_readv process_vm_writev mount umount2 pivot_root chroot unshare setns " +
     "setuid setgid setresuid setresgid setgroups capset bpf perf_event_open kexec_load " +
     "init_module finit_module keyctl add_key userfaultfd io_uring_setup open_by_handle_at " +
-    "mknod chmod chown fchown link symlink mkdir memfd_create personality reboot seccomp",
+    "mknod chown fchown link symlink mkdir memfd_create personality reboot seccomp",
 );
 
 /** Options of {@link buildVmFilter}. */

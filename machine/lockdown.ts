@@ -12,9 +12,11 @@
  *    and PR_SET_NO_NEW_PRIVS (no exec can gain privileges);
  * 3. a seccomp allow-list ({@link buildVmFilter}) installed with TSYNC, so
  *    it covers every thread at once, Deno's and the vCPU Worker's;
- * 4. Deno's permissions narrowed per isolate (each Worker has its own):
- *    the vCPU thread keeps FFI only; the host thread keeps FFI and the
- *    paths it still writes (see {@link narrowHostPermissions}).
+ * 4. Deno's permissions narrowed by the host thread once the guest runs
+ *    ({@link narrowHostPermissions}): a Worker started with inherited
+ *    permissions shares one permission set with the thread that started it
+ *    (measured on Deno 2.9: a revoke in the Worker is seen by the main
+ *    thread), so one narrowing covers both.
  * On OpenBSD the same point calls {@link lockDownOpenbsd} (pledge/unveil).
  *
  * `[debug] lockdown = false` or `vmmctl up --no-lockdown` skip it all (for
@@ -52,6 +54,8 @@ export interface LockdownPlan {
   probe?: boolean;
   /** OpenBSD: paths to keep visible after unveil. */
   unveil?: UnveilPath[];
+  /** Why the process keeps its user (see {@link PlanOptions.keepUser}). */
+  keptUser?: string;
 }
 
 /** One thread's credentials and sandbox state, from /proc/self/task/TID/status. */
@@ -78,6 +82,10 @@ export interface LockdownReport {
   threads: ThreadState[];
   /** Results of the probes (when asked): call -> errno name or "allowed". */
   probes?: Record<string, string>;
+  /** The process was already locked down (a machine rebuilt after a reset). */
+  again?: boolean;
+  /** Why the user was kept, when it was. */
+  keptUser?: string;
 }
 
 function field(status: string, key: string): string {
@@ -169,6 +177,11 @@ export interface PlanOptions {
   uid?: number;
   /** OpenBSD unveil paths. */
   unveil?: UnveilPath[];
+  /**
+   * Stay the current user, saying why (the detached VM process: it rebuilds
+   * its machine on a reset and keeps writing its run directory).
+   */
+  keepUser?: string;
 }
 
 /**
@@ -186,6 +199,10 @@ export function planLockdown(options: PlanOptions = {}): LockdownPlan | undefine
     probe: env("VMMCTL_LOCKDOWN_PROBE") === "1",
   };
   if (env("VMMCTL_SECCOMP") === "log") plan.denyAction = SECCOMP_RET.LOG;
+  if (options.keepUser !== undefined) {
+    plan.keptUser = options.keepUser;
+    return plan;
+  }
   const uid = options.uid ?? Deno.uid() ?? 0;
   const user = options.user ?? DEFAULT_VM_USER;
   if (uid !== 0) {
@@ -225,8 +242,8 @@ export function planLockdown(options: PlanOptions = {}): LockdownPlan | undefine
 }
 
 /**
- * Applies the process-wide part of `plan` (ids, no_new_privs, seccomp) and
- * narrows this thread's Deno permissions to FFI. Called on the vCPU thread
+ * Applies the process-wide part of `plan` (ids, no_new_privs, seccomp).
+ * Called on the vCPU thread
  * once the machine is built, before the guest's first instruction. Throws
  * when a thread kept root or missed the filter.
  */
@@ -237,11 +254,22 @@ export function lockDownVcpuThread(
   const os = Deno.build.os as string;
   if (os === "openbsd") {
     lockDownOpenbsd(plan);
-    narrowDenoPermissions([]);
     return { os, seccomp: false, threads: [] };
   }
   const c = calls ?? openPrivilegeCalls();
-  const report: LockdownReport = { os, seccomp: plan.seccomp, threads: [] };
+  const report: LockdownReport = {
+    os,
+    seccomp: plan.seccomp,
+    threads: [],
+    keptUser: plan.keptUser,
+  };
+  const now = c.sandboxState();
+  if (now.seccomp === 2 && now.noNewPrivs === 1) {
+    // A machine rebuilt in the same process (a reset): the process-wide part is done and
+    // cannot be repeated (seccomp itself is denied now; /proc/self is no longer readable).
+    report.again = true;
+    return report;
+  }
   const id = plan.identity;
   if (id) {
     // Groups first (needs root), then the gid (needs root), then the uid last.
@@ -260,7 +288,6 @@ export function lockDownVcpuThread(
   report.threads = threadStates();
   checkThreads(report.threads, plan);
   if (plan.probe) report.probes = runProbes(c);
-  narrowDenoPermissions([]);
   return report;
 }
 
@@ -313,16 +340,17 @@ export function runProbes(c: PrivilegeCalls): Record<string, string> {
 }
 
 /**
- * Narrows this isolate's Deno permissions: revokes run, net, env, sys and
- * read/write unless `keepFiles` is non-empty (Deno cannot narrow
- * a global grant to a list: the host thread that still writes its run
- * directory keeps read/write, bounded by the dropped uid). FFI stays: the
- * back-ends are FFI, which is also why the uid and seccomp are what really
- * confine the process.
+ * Narrows Deno's permissions (the host thread's, which its vCPU Worker
+ * shares): revokes run, net and env, and sys, read and write unless
+ * `keepFiles` is non-empty (Deno cannot narrow a global grant to a list: a
+ * host thread that still writes its run directory, and rebuilds its machine
+ * on a reset, keeps them). FFI stays: the back-ends are FFI, which is also
+ * why the uid and seccomp are what really confine the process. Called once
+ * the vCPU thread reports the guest started.
  */
-export function narrowDenoPermissions(keepFiles: readonly string[]): string[] {
-  const names: Deno.PermissionName[] = ["run", "net", "env", "sys"];
-  if (keepFiles.length === 0) names.push("read", "write");
+export function narrowHostPermissions(keepFiles: readonly string[] = []): string[] {
+  const names: Deno.PermissionName[] = ["run", "net", "env"];
+  if (keepFiles.length === 0) names.push("sys", "read", "write");
   const revoked: string[] = [];
   for (const name of names) {
     try {
@@ -336,24 +364,22 @@ export function narrowDenoPermissions(keepFiles: readonly string[]): string[] {
 }
 
 /**
- * The host thread's share of the lock-down (its Deno permissions are its
- * own): called once the vCPU thread reports the guest started.
- * `keepFiles`: paths it still writes (run directory, log).
- */
-export function narrowHostPermissions(keepFiles: readonly string[] = []): string[] {
-  return narrowDenoPermissions(keepFiles);
-}
-
-/**
  * One line for the log: who the process became, the filter, every thread's
  * state, and the probes' results when they ran (JSON, for the tests).
  */
 export function describeLockdown(r: LockdownReport): string {
-  const who = r.user === undefined ? "kept its user" : `runs as ${r.user} (${r.uid}:${r.gid})`;
-  const filter = r.seccomp ? `seccomp allow-list of ${r.allowedSyscalls} calls` : "no seccomp";
+  const who = r.user !== undefined
+    ? `runs as ${r.user} (${r.uid}:${r.gid})`
+    : `kept its user${r.keptUser ? ` (${r.keptUser})` : ""}`;
+  const filter = !r.seccomp
+    ? "no seccomp"
+    : r.allowedSyscalls === undefined
+    ? "seccomp allow-list"
+    : `seccomp allow-list of ${r.allowedSyscalls} calls`;
   const threads = r.threads.length ? `, checked on ${r.threads.length} threads` : "";
   const probes = r.probes ? ` probes ${JSON.stringify(r.probes)}` : "";
-  return `locked down: ${who}, no_new_privs, ${filter}${threads}${probes}`;
+  const again = r.again ? " (already, from before the reset)" : "";
+  return `locked down${again}: ${who}, no_new_privs, ${filter}${threads}${probes}`;
 }
 
 /**

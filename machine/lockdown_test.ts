@@ -86,6 +86,7 @@ function recordingCalls(log: string[], failAt?: string): PrivilegeCalls {
     setNoNewPrivs: () => step("no_new_privs"),
     setNotDumpable: () => step("not dumpable"),
     installFilterAllThreads: (p) => step(`seccomp ${p.length / 8} insns`),
+    sandboxState: () => ({ seccomp: 0, noNewPrivs: 0 }),
     probe: () => -1,
   };
 }

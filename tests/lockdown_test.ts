@@ -12,6 +12,7 @@ import {
   VIRTIO_NET_EXPECTATION,
 } from "../guests/expectations.ts";
 import { ip, linkExists } from "./netns.ts";
+import { vmmctl } from "./cli.ts";
 import { guestPath } from "../guests/images.ts";
 import { kvmAvailable, NO_KVM_MESSAGE } from "./boot.ts";
 import { lookUpUser, parseThreadStatus, type ThreadState } from "../machine/lockdown.ts";
@@ -239,6 +240,55 @@ Deno.test({
       assert.equal(out.code, e.status);
     } finally {
       ip("netns", "del", ns);
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "lockdown: a detached VM process runs under no_new_privs and seccomp on every thread, " +
+    "denies execve/socket/ptrace/fork, and still resets, pauses and stops",
+  ignore,
+  async fn() {
+    const { dir, cfg } = await vmConfig("ticker");
+    const rundir = `${dir}/run`;
+    const run = (...args: string[]) =>
+      vmmctl([args[0], "--rundir", rundir, ...args.slice(1)], {
+        env: { VMMCTL_LOCKDOWN_PROBE: "1" },
+      });
+    try {
+      const started = await run("start", cfg);
+      assert.equal(started.code, 0, started.stderr);
+      const state = JSON.parse(await Deno.readTextFile(`${rundir}/1.json`));
+      const log = async () => await Deno.readTextFile(`${rundir}/lock-ticker.log`);
+      const line = /locked down: kept its user .* probes (\{.*\})$/m.exec(await log());
+      assert.ok(line, await log());
+      const p = JSON.parse(line[1]);
+      // Still root (the limit written in docs/THREAT_MODEL.md), but no exec, sockets, ptrace, fork.
+      assert.deepEqual(
+        [p["execve /bin/true"], p["socket AF_UNIX"], p["ptrace PTRACE_TRACEME"], p["fork"]],
+        ["EPERM", "EPERM", "EPERM", "EPERM"],
+      );
+      for (const t of threadsOf(state.pid)) {
+        assert.equal(t.noNewPrivs, 1, `thread ${t.tid} (${t.name})`);
+        assert.equal(t.seccomp, 2, `thread ${t.tid} (${t.name})`);
+      }
+      assert.equal((await run("reset", "lock-ticker")).code, 0);
+      const deadline = Date.now() + 20_000;
+      while (!/locked down \(already/.test(await log()) && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      assert.match(await log(), /resets: booting it again\n.*locked down \(already/);
+      assert.equal((await run("pause", "lock-ticker")).code, 0);
+      assert.equal((await run("unpause", "lock-ticker")).code, 0);
+      const stop = await run("stop", "-w", "--keys", "q", "lock-ticker");
+      assert.equal(stop.code, 0, stop.stderr);
+      assert.match(await log(), /ended: guest powered off/);
+      assert.deepEqual([...Deno.readDirSync(rundir)].map((e) => e.name).sort(), [
+        "lock-ticker.log",
+      ], "the VM process removed its socket and state file after lock-down");
+    } finally {
+      await run("stop", "-f", "-w", "lock-ticker").catch(() => {});
       await Deno.remove(dir, { recursive: true });
     }
   },

@@ -33,6 +33,12 @@ import {
 import { idForName, nameForId } from "../../config/users.ts";
 import { VmLog } from "./log.ts";
 import {
+  describeLockdown,
+  type LockdownPlan,
+  narrowHostPermissions,
+  planLockdown,
+} from "../../machine/lockdown.ts";
+import {
   type ReadyLine,
   refuseDuplicate,
   VM_PROCESS_COMMAND,
@@ -72,6 +78,7 @@ class ManagedVm {
   #consoleQueued = 0;
   #inputQueue: Promise<void> = Promise.resolve();
   readonly #waiters: Deno.Conn[] = [];
+  #lockdown?: LockdownPlan | null;
 
   constructor(payload: VmProcessPayload) {
     this.#payload = payload;
@@ -195,13 +202,23 @@ class ManagedVm {
     const kernelImage = this.#payload.demo
       ? (await import("../../guests/images.ts")).DEMO_GUEST
       : undefined;
+    // Decided once: seccomp and no_new_privs, but the user stays (a reset rebuilds the machine
+    // in this process, which re-opens /dev/kvm, images and taps; the run directory is root's).
+    this.#lockdown ??= planLockdown({
+      enabled: this.#config.debug.lockdown !== false,
+      keepUser: "a detached VM rebuilds its machine on reset",
+    }) ?? null;
+    const lockdown = this.#lockdown ?? undefined;
     return new Promise((resolveStart) => {
       const host = new VmHost({
         config: this.#config,
         serial: { serial: "none" },
         kernelImage,
         worker: machineWorker(this.#config, kernelImage),
+        lockdown,
         onStarted: (boot) => {
+          if (lockdown) narrowHostPermissions(["run directory"]);
+          if (host.lockdown) this.#log?.message(describeLockdown(host.lockdown));
           this.#verbose(`booted: ${boot}`);
           const endpoints = host.display?.endpoints;
           if (endpoints) {
