@@ -27,7 +27,7 @@
 
 import { buildVmFilter, encodeFilter, SECCOMP_RET, syscallNumber } from "../ffi/seccomp.ts";
 import { openPrivilegeCalls, type PrivilegeCalls } from "../ffi/privilege.ts";
-import { lockDownVmProcess, type UnveilPath } from "../accel/openbsd/openbsd_host.ts";
+import type { UnveilPath } from "../accel/openbsd/openbsd_host.ts";
 
 /** The user a VM process becomes when none is configured. */
 export const DEFAULT_VM_USER = "_vmmctl";
@@ -247,13 +247,13 @@ export function planLockdown(options: PlanOptions = {}): LockdownPlan | undefine
  * once the machine is built, before the guest's first instruction. Throws
  * when a thread kept root or missed the filter.
  */
-export function lockDownVcpuThread(
+export async function lockDownVcpuThread(
   plan: LockdownPlan,
   calls: PrivilegeCalls | undefined = undefined,
-): LockdownReport {
+): Promise<LockdownReport> {
   const os = Deno.build.os as string;
   if (os === "openbsd") {
-    lockDownOpenbsd(plan);
+    await lockDownOpenbsd(plan);
     return { os, seccomp: false, threads: [] };
   }
   const c = calls ?? openPrivilegeCalls();
@@ -386,6 +386,8 @@ export function describeLockdown(r: LockdownReport): string {
  * The OpenBSD hook: pledge/unveil as vmd does, through
  * accel/openbsd/openbsd_host.ts's lockDownVmProcess (this is its one call site).
  */
-export function lockDownOpenbsd(plan: LockdownPlan): boolean {
+export async function lockDownOpenbsd(plan: LockdownPlan): Promise<boolean> {
+  // Loaded only on OpenBSD: a KVM start loads no OpenBSD module.
+  const { lockDownVmProcess } = await import("../accel/openbsd/openbsd_host.ts");
   return lockDownVmProcess({ unveil: plan.unveil });
 }

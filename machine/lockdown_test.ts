@@ -91,12 +91,12 @@ function recordingCalls(log: string[], failAt?: string): PrivilegeCalls {
   };
 }
 
-Deno.test("lockdown: groups, gid, uid, then no_new_privs and the filter; a failure stops it", () => {
+Deno.test("lockdown: groups, gid, uid, then no_new_privs and the filter; a failure stops it", async () => {
   // Only the order is checked here (the real calls run in tests/lockdown_test.ts):
   // the thread check then fails, since this test process really is unchanged.
   const log: string[] = [];
   const plan: LockdownPlan = { identity: { user: "u", uid: 7, gid: 8 }, seccomp: true };
-  assert.throws(() => lockDownVcpuThread(plan, recordingCalls(log)), /Thread \d+/);
+  await assert.rejects(() => lockDownVcpuThread(plan, recordingCalls(log)), /Thread \d+/);
   assert.equal(log.length, 6);
   assert.deepEqual(log.slice(0, 5), [
     "setgroups []",
@@ -107,7 +107,10 @@ Deno.test("lockdown: groups, gid, uid, then no_new_privs and the filter; a failu
   ]);
   assert.match(log[5], /^seccomp \d+ insns$/);
   const failed: string[] = [];
-  assert.throws(() => lockDownVcpuThread(plan, recordingCalls(failed, "setresgid 8")), /EPERM/);
+  await assert.rejects(
+    () => lockDownVcpuThread(plan, recordingCalls(failed, "setresgid 8")),
+    /EPERM/,
+  );
   assert.deepEqual(failed, ["setgroups []", "setresgid 8"], "nothing after a failed step");
 });
 

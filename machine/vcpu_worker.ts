@@ -74,7 +74,7 @@ self.onmessage = async (event: MessageEvent<WorkerRequest>) => {
       });
     }
     // Everything is open: give up what the guest must not reach through us.
-    const lockdown = req.lockdown ? lockDownVcpuThread(req.lockdown) : undefined;
+    const lockdown = req.lockdown ? await lockDownVcpuThread(req.lockdown) : undefined;
     reply({
       type: "started",
       lockdown,

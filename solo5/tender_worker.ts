@@ -46,7 +46,7 @@ self.onmessage = async (event: MessageEvent<WorkerRequest>) => {
       kernelImage: req.kernelImage,
       libc,
     });
-    const lockdown = req.lockdown ? lockDownVcpuThread(req.lockdown) : undefined;
+    const lockdown = req.lockdown ? await lockDownVcpuThread(req.lockdown) : undefined;
     reply({
       type: "started",
       lockdown,

@@ -218,7 +218,9 @@ class ManagedVm {
         lockdown,
         onStarted: (boot) => {
           if (lockdown) narrowHostPermissions(["run directory"]);
-          if (host.lockdown) this.#log?.message(describeLockdown(host.lockdown));
+          // Said once: after a reset the process is already locked.
+          const report = host.lockdown;
+          if (report && !report.again) this.#log?.message(describeLockdown(report));
           this.#verbose(`booted: ${boot}`);
           const endpoints = host.display?.endpoints;
           if (endpoints) {
