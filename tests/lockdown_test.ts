@@ -269,6 +269,10 @@ Deno.test({
         [p["execve /bin/true"], p["socket AF_UNIX"], p["ptrace PTRACE_TRACEME"], p["fork"]],
         ["EPERM", "EPERM", "EPERM", "EPERM"],
       );
+      // Its config came over a pipe: argv (what every user sees in ps) does not carry it.
+      const argv = (await Deno.readTextFile(`/proc/${state.pid}/cmdline`)).split("\0");
+      assert.ok(argv.includes("__vm-process"), argv.join(" "));
+      assert.ok(!argv.some((a) => a.includes("lock-ticker") || a.includes(rundir)), argv.join(" "));
       for (const t of threadsOf(state.pid)) {
         assert.equal(t.noNewPrivs, 1, `thread ${t.tid} (${t.name})`);
         assert.equal(t.seccomp, 2, `thread ${t.tid} (${t.name})`);

@@ -45,11 +45,15 @@ import {
   type VmProcessPayload,
 } from "./spawn.ts";
 
-/** Runs the VM process: `vmmctl __vm-process PAYLOAD`. Resolves with its exit status. */
+/**
+ * Runs the VM process: `vmmctl __vm-process` with its payload (config, run
+ * directory) as JSON on stdin, never in argv. Resolves with its exit status.
+ */
 export async function runVmProcess(args: string[]): Promise<number> {
   let payload: VmProcessPayload;
   try {
-    payload = JSON.parse(args[0] ?? "") as VmProcessPayload;
+    if (args.length > 0 || Deno.stdin.isTerminal()) throw new Error("started by hand");
+    payload = JSON.parse(await new Response(Deno.stdin.readable).text()) as VmProcessPayload;
   } catch {
     console.error(`vmmctl: ${VM_PROCESS_COMMAND} is started by \`vmmctl start\`, not by hand`);
     return 2;

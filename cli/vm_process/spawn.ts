@@ -80,13 +80,23 @@ export async function startManaged(config: VmConfig, opts: StartOptions): Promis
     logLevel: defaultLogLevel(rundir),
   };
   const { command, args } = vmProcessCommand();
+  // The config goes over a pipe, never in argv (which every user sees in ps).
   const child = new Deno.Command(command, {
-    args: [...args, VM_PROCESS_COMMAND, JSON.stringify(payload)],
+    args: [...args, VM_PROCESS_COMMAND],
     cwd: "/",
-    stdin: "null",
+    stdin: "piped",
     stdout: "piped",
     stderr: "piped",
   }).spawn();
+  const sent = (async () => {
+    const w = child.stdin.getWriter();
+    try {
+      await w.write(new TextEncoder().encode(JSON.stringify(payload)));
+      await w.close();
+    } catch {
+      // the VM process ended before reading it: its stderr says why
+    }
+  })();
   const stderrText = collectText(child.stderr);
   const reader = child.stdout.getReader();
   let text = "";
@@ -113,6 +123,7 @@ export async function startManaged(config: VmConfig, opts: StartOptions): Promis
   } finally {
     clearTimeout(timer);
     reader.cancel().catch(() => {});
+    await sent;
   }
   // (The timer may have set `ready` too: TypeScript cannot see that.)
   const got = ready as ReadyLine | undefined;
