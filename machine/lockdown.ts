@@ -223,11 +223,11 @@ export function planLockdown(options: PlanOptions = {}): LockdownPlan | undefine
   let identity = lookUpUser(user);
   if (!identity && options.user === undefined) {
     // Two VM processes may race to create it: the loser sees it on a later look.
-    for (let attempt = 0; !identity; attempt++) {
+    for (let attempt = 0; !identity && attempt < 5; attempt++) {
       try {
         createSystemUser(user);
       } catch (e) {
-        if (attempt >= 4) throw e;
+        if (attempt === 4) throw e;
         Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 100);
       }
       identity = lookUpUser(user);
@@ -243,9 +243,8 @@ export function planLockdown(options: PlanOptions = {}): LockdownPlan | undefine
 
 /**
  * Applies the process-wide part of `plan` (ids, no_new_privs, seccomp).
- * Called on the vCPU thread
- * once the machine is built, before the guest's first instruction. Throws
- * when a thread kept root or missed the filter.
+ * Called on the vCPU thread once the machine is built, before the guest's
+ * first instruction. Throws when a thread kept root or missed the filter.
  */
 export async function lockDownVcpuThread(
   plan: LockdownPlan,
