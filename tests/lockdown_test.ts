@@ -277,7 +277,7 @@ Deno.test({
         assert.equal(t.noNewPrivs, 1, `thread ${t.tid} (${t.name})`);
         assert.equal(t.seccomp, 2, `thread ${t.tid} (${t.name})`);
       }
-      assert.equal((await run("reset", "lock-ticker")).code, 0);
+      assert.equal((await run("reboot", "lock-ticker")).code, 0);
       // The machine is rebuilt inside the locked process and the guest ticks again.
       const rebooted = /resets: booting it again\n(.*\n)*ticker guest\r?\ntick 1/;
       const deadline = Date.now() + 20_000;
