@@ -16,7 +16,6 @@ import { Machine, type Outcome } from "./machine.ts";
 import { runLoop } from "./run_loop.ts";
 import { openSerialSink, SerialOutputRing } from "./serial_sink.ts";
 import { GuestRequest, type WorkerReply, type WorkerRequest } from "./host.ts";
-import { lockDownVcpuThread } from "./lockdown.ts";
 
 function reply(message: WorkerReply): void {
   self.postMessage(message);
@@ -74,7 +73,9 @@ self.onmessage = async (event: MessageEvent<WorkerRequest>) => {
       });
     }
     // Everything is open: give up what the guest must not reach through us.
-    const lockdown = req.lockdown ? await lockDownVcpuThread(req.lockdown) : undefined;
+    const lockdown = req.lockdown
+      ? await (await import("./lockdown.ts")).lockDownVcpuThread(req.lockdown)
+      : undefined;
     reply({
       type: "started",
       lockdown,

@@ -14,7 +14,6 @@ import { VcpuControl } from "../machine/vcpu_channel.ts";
 import type { Outcome } from "../machine/machine.ts";
 import { openSerialSink, SerialOutputRing } from "../machine/serial_sink.ts";
 import type { WorkerReply, WorkerRequest } from "../machine/host.ts";
-import { lockDownVcpuThread } from "../machine/lockdown.ts";
 import { describeTrap, Solo5Machine } from "./tender.ts";
 
 function reply(message: WorkerReply): void {
@@ -46,7 +45,9 @@ self.onmessage = async (event: MessageEvent<WorkerRequest>) => {
       kernelImage: req.kernelImage,
       libc,
     });
-    const lockdown = req.lockdown ? await lockDownVcpuThread(req.lockdown) : undefined;
+    const lockdown = req.lockdown
+      ? await (await import("../machine/lockdown.ts")).lockDownVcpuThread(req.lockdown)
+      : undefined;
     reply({
       type: "started",
       lockdown,
