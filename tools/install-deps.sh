@@ -13,6 +13,8 @@ pkgs=(
   chromium        # the browser test of the web console
   openssl         # the DES reference for VNC authentication
   gcc             # the vmm(4) header probe against test header trees
+  man-db          # man -l renders the manual pages in man/
+  mandoc          # mandoc -T lint checks them
 )
 
 say() { echo "install-deps: $*" >&2; }

@@ -10,7 +10,7 @@ import { ManagedError } from "../errors.ts";
 import { connectVm } from "../control/client.ts";
 import { readLine, sendLine, writeAll } from "../control/protocol.ts";
 import type { VmState } from "../control/rundir.ts";
-import { EscapeReader } from "./escape.ts";
+import { ESCAPE_HELP, EscapeReader } from "./escape.ts";
 
 function writeStdout(bytes: Uint8Array): void {
   let off = 0;
@@ -37,7 +37,9 @@ export async function attachConsole(rundir: string, s: VmState): Promise<number>
   const interactive = Deno.stdin.isTerminal();
   const crlf = Deno.stdout.isTerminal() ? { last: 0 } : undefined;
   const out = (b: Uint8Array) => writeStdout(crlf ? addCr(b, crlf) : b);
-  console.error(`Connected to VM "${s.name}" (id ${s.id}, tty ${s.tty}); ~. detaches`);
+  console.error(
+    `Connected to VM "${s.name}" (id ${s.id}, tty ${s.tty}); ~. detaches, ~? lists the escapes`,
+  );
   if (line.rest.length) out(line.rest);
   if (interactive) Deno.stdin.setRaw(true);
   let detached = false;
@@ -48,7 +50,9 @@ export async function attachConsole(rundir: string, s: VmState): Promise<number>
       for (;;) {
         const { value, done } = await reader.read();
         if (done || !value) return;
-        const { forward, detach } = escape.feed(value);
+        const { forward, detach, help, brk } = escape.feed(value);
+        if (help) console.error(`\r\n${ESCAPE_HELP}\r`);
+        if (brk) console.error("\r\n[vmmctl: no break: the UART has no break condition]\r");
         if (forward.length) await writeAll(conn, forward);
         if (detach) {
           detached = true;

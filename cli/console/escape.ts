@@ -1,6 +1,7 @@
 /**
- * The console escape, like cu(1) and vmctl's console: `~.` at the start of a
- * line detaches; `~~` sends one `~`; any other `~x` sends both bytes.
+ * The console escapes of cu(1), which vmctl's console runs: at the start of a
+ * line `~.` and `~^D` detach, `~#` asks for a break, `~?` for the list of
+ * escapes; `~~` sends one `~`; any other `~x` sends both bytes.
  *
  * @example
  * ```ts
@@ -13,6 +14,30 @@
 
 const TILDE = 0x7e;
 const DOT = 0x2e;
+const CTRL_D = 0x04;
+const HASH = 0x23;
+const QUESTION = 0x3f;
+
+/** What `~?` prints. */
+export const ESCAPE_HELP = [
+  "~.   detach",
+  "~^D  detach",
+  "~#   send a break (not supported: the console reports it)",
+  "~?   this list",
+  "~~   send one ~",
+].join("\r\n");
+
+/** What one {@link EscapeReader.feed} found. */
+export interface EscapeResult {
+  /** Bytes for the guest. */
+  forward: Uint8Array;
+  /** `~.` or `~^D`: the rest of the input is dropped. */
+  detach: boolean;
+  /** `~?` was typed. */
+  help?: boolean;
+  /** `~#` was typed. */
+  brk?: boolean;
+}
 const CR = 0x0d;
 const LF = 0x0a;
 
@@ -22,12 +47,24 @@ export class EscapeReader {
   #pendingTilde = false;
 
   /** Processes `input`; after `detach` is true, the rest of `input` is dropped. */
-  feed(input: Uint8Array): { forward: Uint8Array; detach: boolean } {
+  feed(input: Uint8Array): EscapeResult {
     const out: number[] = [];
+    const result: EscapeResult = { forward: new Uint8Array(), detach: false };
     for (const b of input) {
       if (this.#pendingTilde) {
         this.#pendingTilde = false;
-        if (b === DOT) return { forward: new Uint8Array(out), detach: true };
+        if (b === DOT || b === CTRL_D) {
+          result.detach = true;
+          break;
+        }
+        if (b === QUESTION) {
+          result.help = true;
+          continue;
+        }
+        if (b === HASH) {
+          result.brk = true;
+          continue;
+        }
         if (b !== TILDE) out.push(TILDE);
         out.push(b);
         this.#lineStart = b === CR || b === LF;
@@ -40,6 +77,7 @@ export class EscapeReader {
       out.push(b);
       this.#lineStart = b === CR || b === LF;
     }
-    return { forward: new Uint8Array(out), detach: false };
+    result.forward = new Uint8Array(out);
+    return result;
   }
 }

@@ -28,3 +28,15 @@ Deno.test("escape: a tilde split across reads still works", () => {
   assert.equal(r.detach, true);
   assert.equal(r.forward.length, 0);
 });
+
+Deno.test("escape: ~^D detaches too; ~? and ~# are reported, not sent", () => {
+  const e = new EscapeReader();
+  const help = e.feed(enc("~?ls\r~#"));
+  assert.equal(dec(help.forward), "ls\r");
+  assert.equal(help.help, true);
+  assert.equal(help.brk, true);
+  assert.equal(help.detach, false);
+  const d = e.feed(enc("\r~\x04rest"));
+  assert.equal(dec(d.forward), "\r");
+  assert.equal(d.detach, true);
+});
