@@ -24,8 +24,13 @@ async function render(page: string): Promise<string> {
     env: { MANPAGER: "cat", PAGER: "cat", MANWIDTH: "100", LC_ALL: "C.UTF-8" },
   }).output();
   assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
-  // Drop overstrike bold/underline from the formatter.
-  return new TextDecoder().decode(out.stdout).replace(/.\x08/g, "");
+  // Drop the formatter's overstrike bold and underline: "c BACKSPACE c".
+  let text = "";
+  for (const ch of new TextDecoder().decode(out.stdout)) {
+    if (ch === "\b") text = text.slice(0, -1);
+    else text += ch;
+  }
+  return text;
 }
 
 Deno.test({
