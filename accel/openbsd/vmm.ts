@@ -24,16 +24,6 @@ import { openbsdProbeHost, type ProbeHost, resolveVmmAbi } from "./header_probe.
 import { type VmmMemRange, vmmMemRanges } from "./mem_ranges.ts";
 import { OpenbsdVcpu } from "./vcpu.ts";
 
-// Names the test machinery (emulation, transcripts) still imports from here.
-export {
-  ABI_ERA_B_FD_AT_END,
-  vm_create_params_era_b,
-  VMM_IOC_CREATE_ERA_B,
-  type VmmAbiEra,
-} from "./create.ts";
-export { encodeVcpuRegState } from "./regs.ts";
-export { OpenbsdVcpu } from "./vcpu.ts";
-
 /** Options of {@link OpenbsdAccel}. */
 export interface OpenbsdAccelOptions {
   /** Where the PCI hole starts (VM_MEM_MMIO up to 4 GiB); default the machine layout's. */

@@ -47,8 +47,9 @@
  * VMM_IOC_SHAREMEM (ENOTTY). Exception/NMI injection goes through
  * KVM_SET_VCPU_EVENTS / KVM_NMI.
  *
- * Era B (`era: "B"`) follows the hypothesis of `../../accel/openbsd/vmm.ts`
- * (`vm_create_params` with `vcp_fd` appended): CREATE returns a VM fd,
+ * Era B (`era: "B"`) plays one of the back-end's known shapes,
+ * `ABI_ERA_B_FD_AT_END` of `../../accel/openbsd/create.ts` (`vcp_fd`
+ * appended, `*_vm_id` kept): CREATE returns a VM fd,
  * INFO/TERM are gone and closing the VM fd destroys the VM.
  *
  * @module
@@ -70,7 +71,7 @@ import {
   vm_create_params_era_b,
   VMM_IOC_CREATE_ERA_B,
   type VmmAbiEra,
-} from "../../accel/openbsd/vmm.ts";
+} from "../../accel/openbsd/create.ts";
 import {
   cpuModeOf,
   decodeMmioInstruction,

@@ -9,12 +9,9 @@ import { openLibc } from "../../ffi/libc.ts";
 import { seg } from "../../accel/openbsd/test_helpers.ts";
 import type { CpuState, Registers, SpecialRegisters } from "../../accel/types.ts";
 import * as abi from "../../accel/openbsd/abi.ts";
-import {
-  encodeVcpuRegState,
-  OpenbsdAccel,
-  vm_create_params_era_b,
-  VMM_IOC_CREATE_ERA_B,
-} from "../../accel/openbsd/vmm.ts";
+import { vm_create_params_era_b, VMM_IOC_CREATE_ERA_B } from "../../accel/openbsd/create.ts";
+import { encodeVcpuRegState } from "../../accel/openbsd/regs.ts";
+import { OpenbsdAccel } from "../../accel/openbsd/vmm.ts";
 import { VmmOnKvmLibc } from "./vmm_on_kvm.ts";
 
 function kvmAvailable(): boolean {

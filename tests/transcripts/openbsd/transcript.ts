@@ -38,7 +38,7 @@ import {
   OPENBSD_CONSTANTS,
 } from "../../../ffi/libc.ts";
 import * as abi from "../../../accel/openbsd/abi.ts";
-import { vm_create_params_era_b, VMM_IOC_CREATE_ERA_B } from "../../../accel/openbsd/vmm.ts";
+import { vm_create_params_era_b, VMM_IOC_CREATE_ERA_B } from "../../../accel/openbsd/create.ts";
 
 /** Where a transcript says the back-end's `vm_exit` buffer lives. */
 export const TRANSCRIPT_EXIT_ADDRESS = 0x7e5700000000n;
