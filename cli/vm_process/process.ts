@@ -208,10 +208,18 @@ class ManagedVm {
       : undefined;
     // Decided once: seccomp and no_new_privs, but the user stays (a reset rebuilds the machine
     // in this process, which re-opens /dev/kvm, images and taps; the run directory is root's).
-    this.#lockdown ??= planLockdown({
-      enabled: this.#config.debug.lockdown !== false,
-      keepUser: "a detached VM rebuilds its machine on reset",
-    }) ?? null;
+    if (this.#lockdown === undefined) {
+      this.#lockdown = planLockdown({
+        enabled: this.#config.debug.lockdown !== false,
+        keepUser: "a detached VM rebuilds its machine on reset",
+      }) ?? null;
+      if (this.#lockdown && this.#config.vm.user !== undefined) {
+        this.#log?.message(
+          `[vm] user = "${this.#config.vm.user}" applies to \`vmmctl up\` only: a detached VM ` +
+            "keeps its user (see docs/THREAT_MODEL.md)",
+        );
+      }
+    }
     const lockdown = this.#lockdown ?? undefined;
     return new Promise((resolveStart) => {
       const host = new VmHost({
