@@ -181,6 +181,11 @@ export function parseBzImage(data: Uint8Array): SetupHeader {
     );
   }
   const at10 = version >= 0x020a && headerEnd >= HDR_INIT_SIZE + 4;
+  const kernelAlignment = v.getUint32(HDR_KERNEL_ALIGNMENT, true);
+  // boot.rst: a power of two. Anything else is a corrupt header, not an alignment to honour.
+  if (kernelAlignment !== 0 && (kernelAlignment & (kernelAlignment - 1)) !== 0) {
+    throw new LoaderError(`kernel_alignment ${hex(kernelAlignment)} is not a power of two`);
+  }
   return {
     version,
     setupSects,
@@ -188,7 +193,7 @@ export function parseBzImage(data: Uint8Array): SetupHeader {
     xloadflags: version >= 0x020c ? v.getUint16(HDR_XLOADFLAGS, true) : 0,
     code32Start: v.getUint32(HDR_CODE32_START, true),
     initrdAddrMax: v.getUint32(HDR_INITRD_ADDR_MAX, true),
-    kernelAlignment: v.getUint32(HDR_KERNEL_ALIGNMENT, true),
+    kernelAlignment,
     relocatable: data[HDR_RELOCATABLE] !== 0,
     cmdlineSize: v.getUint32(HDR_CMDLINE_SIZE, true),
     prefAddress: at10 ? v.getBigUint64(HDR_PREF_ADDRESS, true) : 0n,

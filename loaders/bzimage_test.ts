@@ -255,3 +255,19 @@ Deno.test({
     }
   },
 });
+
+Deno.test("bzImage: a kernel_alignment that is not a power of two is refused", () => {
+  for (const bad of [3, 0x200001, 0xffffffff]) {
+    const image = makeBzImage();
+    new DataView(image.buffer).setUint32(0x230, bad, true);
+    assert.throws(
+      () => loadKernel(image, { ...setup(), name: "bz" }),
+      (e) =>
+        e instanceof LoaderError &&
+        e.message === `kernel "bz": kernel_alignment 0x${bad.toString(16)} is not a power of two`,
+    );
+  }
+  const fine = makeBzImage();
+  new DataView(fine.buffer).setUint32(0x230, 0x1000, true);
+  assert.equal(loadKernel(fine, setup()).format, "bzimage");
+});

@@ -86,6 +86,16 @@ export interface ElfProgramHeader {
   align: bigint;
 }
 
+/** e_type of an executable file. */
+export const ET_EXEC = 2;
+/** e_type of a shared object or position-independent executable. */
+export const ET_DYN = 3;
+const ELF_TYPE_NAMES: Record<number, string> = {
+  0: "ET_NONE",
+  1: "ET_REL: a relocatable object, not linked",
+  4: "ET_CORE: a core dump",
+};
+
 /** A parsed ELF header with its program headers. */
 export interface ElfImage {
   elfClass: 32 | 64;
@@ -133,6 +143,11 @@ export function parseElf(data: Uint8Array): ElfImage {
   if (data[5] !== 1) throw new LoaderError(`ELF data encoding "${data[5]}" is not little-endian`);
   const v = view(data);
   const type = v.getUint16(16, true);
+  // Only an executable (or a position-independent one) has addresses to load at.
+  if (type !== ET_EXEC && type !== ET_DYN) {
+    const name = ELF_TYPE_NAMES[type] ?? "unknown";
+    throw new LoaderError(`ELF type ${type} (${name}) is not an executable (ET_EXEC or ET_DYN)`);
+  }
   const machine = v.getUint16(18, true);
   if (machine !== EM_386 && machine !== EM_X86_64) {
     throw new LoaderError(`ELF machine "${machine}" is not x86 (3) or x86-64 (62)`);

@@ -3,6 +3,7 @@ import { GuestMemory } from "../core/guest_memory.ts";
 import { type E820Entry, memoryLayout, MiB } from "../core/layout.ts";
 import { LoaderError, type LoadOptions } from "./common.ts";
 import { elfNotes, loadElf, loadElfSegments, parseElf, pvhEntry } from "./elf.ts";
+import { loadKernel } from "./detect.ts";
 import {
   buildWithNasm,
   HAVE_LD,
@@ -288,4 +289,27 @@ Deno.test("loadElfSegments reports entry and extent for a later OpenBSD loader",
   assert.equal(r.highest, 0x1006000);
   assert.deepEqual(r.segments.map((s) => s.gpa), [0x1000000, 0x1005000]);
   assert.equal(r.elf.elfClass, 64);
+});
+
+Deno.test("ELF: relocatable objects and core dumps are refused by every ELF loader", () => {
+  for (
+    const [type, what] of [[1, "ET_REL"], [4, "ET_CORE"], [0, "ET_NONE"], [
+      0xfe00,
+      "unknown",
+    ]] as const
+  ) {
+    const image = fakeVmlinux();
+    new DataView(image.buffer).setUint16(16, type, true);
+    assert.throws(
+      () => loadKernel(image, { ...setup(), name: "obj.o" }),
+      (e) =>
+        e instanceof LoaderError &&
+        e.message.startsWith(`kernel "obj.o": ELF type ${type} (${what}`) &&
+        e.message.endsWith("is not an executable (ET_EXEC or ET_DYN)"),
+      `type ${type}`,
+    );
+  }
+  const pie = fakeVmlinux();
+  new DataView(pie.buffer).setUint16(16, 3, true);
+  assert.equal(loadKernel(pie, setup()).format, "elf64");
 });
