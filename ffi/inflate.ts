@@ -179,6 +179,17 @@ const FIXED = (() => {
   return { lit: buildHuffman(lit, 288), dist: buildHuffman(new Uint8Array(30).fill(5), 30) };
 })();
 
+/** The output would pass the caller's cap (the data may be fine, just too big). */
+export class InflateLimitError extends InflateError {
+  constructor(readonly limit: number) {
+    super(`output larger than the ${limit} bytes allowed`);
+    this.name = "InflateLimitError";
+  }
+}
+
+/** Thrown inside the inflater when a prefix of the wanted length is complete. */
+class PrefixDone extends Error {}
+
 /** Bit reader plus a growable output buffer. */
 class Inflater {
   #in: Uint8Array;
@@ -188,10 +199,14 @@ class Inflater {
   out: Uint8Array;
   outLen = 0;
   readonly #max: number;
+  /** Stop (with PrefixDone) once this many bytes are out, instead of failing at `#max`. */
+  readonly #prefix: boolean;
 
-  constructor(input: Uint8Array, sizeHint: number, maxOutput = Infinity) {
+  constructor(input: Uint8Array, sizeHint: number, maxOutput = Infinity, prefix = false) {
+    if (!(maxOutput >= 0)) throw new RangeError(`output cap ${maxOutput} is not >= 0`);
     this.#in = input;
     this.#max = maxOutput;
+    this.#prefix = prefix;
     this.out = new Uint8Array(Math.min(Math.max(1024, sizeHint), maxOutput));
   }
 
@@ -240,7 +255,8 @@ class Inflater {
   #reserve(n: number): void {
     if (this.outLen + n <= this.out.length) return;
     if (this.outLen + n > this.#max) {
-      throw new InflateError(`output larger than the ${this.#max} bytes allowed`);
+      if (this.#prefix) throw new PrefixDone();
+      throw new InflateLimitError(this.#max);
     }
     const bigger = new Uint8Array(
       Math.min(Math.max(this.out.length * 2, this.outLen + n), this.#max),
@@ -255,6 +271,11 @@ class Inflater {
   }
 
   copy(distance: number, length: number): void {
+    if (this.#prefix) {
+      // Stop before checking `distance`: the output is cut short of what the stream assumes.
+      if (this.outLen >= this.#max) throw new PrefixDone();
+      length = Math.min(length, this.#max - this.outLen);
+    }
     if (distance > this.outLen) throw new InflateError("distance beyond the start of the output");
     this.#reserve(length);
     const o = this.out;
@@ -267,6 +288,12 @@ class Inflater {
     const nlen = this.byte() | (this.byte() << 8);
     if ((len ^ 0xffff) !== nlen) throw new InflateError("stored block length check failed");
     if (this.#pos + len > this.#in.length) throw new InflateError("stored block ends early");
+    if (this.#prefix && this.outLen + len > this.#max) {
+      const part = this.#max - this.outLen;
+      this.out.set(this.#in.subarray(this.#pos, this.#pos + part), this.outLen);
+      this.outLen += part;
+      throw new PrefixDone();
+    }
     this.#reserve(len);
     this.out.set(this.#in.subarray(this.#pos, this.#pos + len), this.outLen);
     this.outLen += len;
@@ -370,24 +397,62 @@ const FEXTRA = 4;
 const FNAME = 8;
 const FCOMMENT = 16;
 
-/** Decompresses a gzip file (one or more members), checking each member's CRC and size. */
-export function gunzip(input: Uint8Array): Uint8Array {
+/** True when `data` starts with the gzip magic. */
+export function isGzip(data: Uint8Array): boolean {
+  return data.length >= 2 && data[0] === 0x1f && data[1] === 0x8b;
+}
+
+/** Where the compressed data of the gzip member at `pos` starts. */
+function memberDataStart(input: Uint8Array, pos: number): number {
+  if (input[pos + 2] !== 8) throw new InflateError(`unknown gzip method ${input[pos + 2]}`);
+  const flags = input[pos + 3];
+  let at = pos + 10;
+  if (flags & FEXTRA) at += 2 + (input[at] | (input[at + 1] << 8));
+  if (flags & FNAME) { while (at < input.length && input[at++] !== 0); }
+  if (flags & FCOMMENT) { while (at < input.length && input[at++] !== 0); }
+  if (flags & FHCRC) at += 2;
+  if (at >= input.length) throw new InflateError("gzip header ends early");
+  return at;
+}
+
+/**
+ * The first `length` bytes (fewer when the data is shorter) of the first
+ * gzip member's output, decompressing only as far as that takes: format
+ * detection looks at a header without paying for the whole file.
+ */
+export function gunzipPrefix(input: Uint8Array, length: number): Uint8Array {
+  if (input.length < 18 || !isGzip(input)) throw new InflateError("not gzip data");
+  const at = memberDataStart(input, 0);
+  const inf = new Inflater(input.subarray(at), length, length, true);
+  try {
+    inf.run();
+  } catch (e) {
+    if (!(e instanceof PrefixDone)) throw e;
+  }
+  return inf.out.slice(0, Math.min(inf.outLen, length));
+}
+
+/**
+ * Decompresses a gzip file (one or more members), checking each member's
+ * CRC and size. More than `maxOutput` bytes in all is an {@link InflateError},
+ * raised as soon as the output passes the cap (so a small file that expands
+ * to gigabytes costs at most `maxOutput` of memory).
+ */
+export function gunzip(input: Uint8Array, maxOutput = Infinity): Uint8Array {
   const parts: Uint8Array[] = [];
+  let total = 0;
   let pos = 0;
   while (pos < input.length) {
-    if (input.length - pos < 18 || input[pos] !== 0x1f || input[pos + 1] !== 0x8b) {
+    if (input.length - pos < 18 || !isGzip(input.subarray(pos))) {
       if (parts.length) break; // trailing padding after the last member
       throw new InflateError("not gzip data");
     }
-    if (input[pos + 2] !== 8) throw new InflateError(`unknown gzip method ${input[pos + 2]}`);
-    const flags = input[pos + 3];
-    let at = pos + 10;
-    if (flags & FEXTRA) at += 2 + (input[at] | (input[at + 1] << 8));
-    if (flags & FNAME) { while (at < input.length && input[at++] !== 0); }
-    if (flags & FCOMMENT) { while (at < input.length && input[at++] !== 0); }
-    if (flags & FHCRC) at += 2;
-    if (at >= input.length) throw new InflateError("gzip header ends early");
-    const inf = new Inflater(input.subarray(at), (input.length - at) * 4);
+    const at = memberDataStart(input, pos);
+    const inf = new Inflater(
+      input.subarray(at),
+      (input.length - at) * 4,
+      maxOutput - total,
+    );
     inf.run();
     const data = inf.out.subarray(0, inf.outLen);
     const end = at + inf.position;
@@ -398,6 +463,7 @@ export function gunzip(input: Uint8Array): Uint8Array {
       throw new InflateError("gzip size mismatch");
     }
     parts.push(data);
+    total += data.length;
     pos = end + 8;
   }
   if (parts.length === 1) return parts[0].slice();

@@ -1,6 +1,13 @@
 import assert from "node:assert/strict";
 import { constants, deflateRawSync, gzipSync } from "node:zlib";
-import { crc32, gunzip, InflateError, inflateRaw } from "./inflate.ts";
+import {
+  crc32,
+  gunzip,
+  gunzipPrefix,
+  InflateError,
+  InflateLimitError,
+  inflateRaw,
+} from "./inflate.ts";
 
 /** Deterministic test data: random bytes, text-like runs and long repeats. */
 function sample(seed: number, size: number): Uint8Array {
@@ -94,4 +101,29 @@ Deno.test("inflate: malformed streams fail with InflateError, never loop or read
       assert.ok(e instanceof InflateError, String(e));
     }
   }
+});
+
+Deno.test("gunzip: output past the cap is refused as it happens, members counted together", () => {
+  const mib = new Uint8Array(gzipSync(new Uint8Array(1 << 20)));
+  // 64 members of 1 MiB of zeros: 64 MiB of output from 64 KiB of input.
+  const many = new Uint8Array(mib.length * 64);
+  for (let i = 0; i < 64; i++) many.set(mib, i * mib.length);
+  assert.equal(gunzip(many, 64 << 20).length, 64 << 20);
+  assert.throws(() => gunzip(many, (64 << 20) - 1), InflateLimitError);
+  assert.throws(() => gunzip(mib, 1000), (e) => e instanceof InflateLimitError && e.limit === 1000);
+});
+
+Deno.test("gunzipPrefix: the head of the output, decompressing only that far", () => {
+  const data = sample(4, 200_000);
+  for (const level of [0, 1, 9]) {
+    const gz = new Uint8Array(gzipSync(data, { level }));
+    for (const n of [0, 1, 64, 65535, 65536 + 3, 199_999]) {
+      assert.deepEqual(gunzipPrefix(gz, n), data.subarray(0, n), `level ${level} prefix ${n}`);
+    }
+    assert.deepEqual(gunzipPrefix(gz, 300_000), data); // shorter than asked: all of it
+  }
+  // A member that expands 1000-fold but is cut short: its head is all we need and can read.
+  const zeros = new Uint8Array(gzipSync(new Uint8Array(16 << 20)));
+  assert.deepEqual(gunzipPrefix(zeros.subarray(0, 200), 4096), new Uint8Array(4096));
+  assert.throws(() => gunzipPrefix(new Uint8Array(30), 4), /not gzip data/);
 });

@@ -31,7 +31,7 @@
  * @module
  */
 
-import { gunzip } from "../ffi/inflate.ts";
+import { gunzip, gunzipPrefix, InflateLimitError, isGzip } from "../ffi/inflate.ts";
 import type { CpuState } from "../core/cpu.ts";
 import type { GuestMemory } from "../core/guest_memory.ts";
 import { E820_RAM, type E820Entry, PCI_HOLE_BASE } from "../core/layout.ts";
@@ -112,16 +112,27 @@ export function makeBootdev(
 /** The boot device vmd passes: sd0a. */
 export const OPENBSD_BOOTDEV = makeBootdev(4, 0, 0, 0, 0);
 
-function isGzip(data: Uint8Array): boolean {
-  return data.length >= 2 && data[0] === 0x1f && data[1] === 0x8b;
-}
+/**
+ * How much of a gzipped kernel detection decompresses: the ELF header,
+ * program headers and the note segment lie well inside it in OpenBSD kernels.
+ */
+export const DETECT_PREFIX_BYTES = 1024 * 1024;
 
-/** `data`, gunzipped when it is gzip (vmd opens kernels with gzdopen). */
-export function gunzipIfNeeded(data: Uint8Array): Uint8Array {
+/**
+ * `data`, gunzipped when it is gzip (vmd opens kernels with gzdopen). More
+ * than `maxBytes` of output (the guest's RAM: a kernel bigger than that
+ * cannot be loaded anyway) is refused as soon as the output passes it.
+ */
+export function gunzipIfNeeded(data: Uint8Array, maxBytes = Infinity): Uint8Array {
   if (!isGzip(data)) return data;
   try {
-    return gunzip(data);
+    return gunzip(data, maxBytes);
   } catch (e) {
+    if (e instanceof InflateLimitError) {
+      throw new LoaderError(
+        `gzip data decompresses to more than guest RAM (${formatBytes(maxBytes)}); refused`,
+      );
+    }
     throw new LoaderError(`gzip data does not decompress: ${e instanceof Error ? e.message : e}`);
   }
 }
@@ -144,14 +155,17 @@ export function hasOpenbsdNote(elf: Uint8Array): boolean {
 
 /** True when `data` (gzipped or not) is an OpenBSD ELF kernel. */
 export function isOpenbsdKernel(data: Uint8Array): boolean {
-  if (isGzip(data)) {
-    try {
-      return hasOpenbsdNote(gunzip(data));
-    } catch {
-      return false;
-    }
+  if (!isGzip(data)) return hasOpenbsdNote(data);
+  // Decompress only the head: a gzip "kernel" may expand to gigabytes.
+  let head: Uint8Array;
+  try {
+    head = gunzipPrefix(data, DETECT_PREFIX_BYTES);
+  } catch {
+    return false;
   }
-  return hasOpenbsdNote(data);
+  if (head.length < DETECT_PREFIX_BYTES) return hasOpenbsdNote(head); // the whole output
+  // Only OpenBSD kernels come gzipped; loading checks the note on the whole (capped) output.
+  return hasOpenbsdNote(head) || elfClass(head) !== undefined;
 }
 
 function dv(data: Uint8Array): DataView {
@@ -472,7 +486,7 @@ function loadImage(data: Uint8Array, placement: Placement): LoadedImage {
 
 /** Loads an OpenBSD kernel (gzipped or not) as vmd does; see the module doc. */
 export function loadOpenbsd(image: Uint8Array, options: LoadOptions): LoadResult {
-  const data = gunzipIfNeeded(image);
+  const data = gunzipIfNeeded(image, options.memory.size);
   if (!hasOpenbsdNote(data)) {
     throw new LoaderError('not an OpenBSD kernel: no "OpenBSD" ELF note (.note.openbsd.ident)');
   }

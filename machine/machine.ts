@@ -28,6 +28,7 @@ import { PostPort } from "../devices/post.ts";
 import { DebugExit } from "../devices/debug_exit.ts";
 import { PowerControl, ResetControl } from "../devices/power.ts";
 import { loadKernel, type LoadResult } from "../loaders/detect.ts";
+import { readImageFile } from "../loaders/image_file.ts";
 import { attachVirtioDevices, type VirtioDevices } from "../devices/virtio/attach.ts";
 import { Bus } from "../core/bus.ts";
 import { memoryLayout } from "../core/layout.ts";
@@ -175,8 +176,12 @@ export class Machine {
     this.clock = options.clock ?? hostClock;
     checkHostMemory(config.vm.memoryBytes);
     const layout = memoryLayout(config.vm.memoryBytes, { vgaHole: options.display !== undefined });
-    const image = options.kernelImage ?? Deno.readFileSync(config.boot.kernel);
-    const initrd = config.boot.initrd ? Deno.readFileSync(config.boot.initrd) : undefined;
+    // Bounded by guest RAM before a byte is read: nothing larger can be loaded.
+    const ramBytes = config.vm.memoryBytes;
+    const image = options.kernelImage ?? readImageFile(config.boot.kernel, ramBytes, "kernel");
+    const initrd = config.boot.initrd
+      ? readImageFile(config.boot.initrd, ramBytes, "initrd")
+      : undefined;
     this.vm = accel.createVm({
       name: config.vm.name,
       ram: layout.ram,

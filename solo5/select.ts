@@ -15,6 +15,7 @@
 import type { VmConfig } from "../config/schema.ts";
 import { detectKernelFormat } from "../loaders/detect.ts";
 import { ELF_MAGIC } from "../loaders/elf.ts";
+import { readImageFile } from "../loaders/image_file.ts";
 import { PC_WORKER_URL } from "../machine/host.ts";
 
 /** The vCPU worker of the tender machine (same protocol as machine/vcpu_worker.ts). */
@@ -23,6 +24,8 @@ export const SOLO5_WORKER_URL: URL = new URL("./tender_worker.ts", import.meta.u
 function startsWithElfMagic(path: string): boolean {
   let f: Deno.FsFile | undefined;
   try {
+    // Never open a FIFO or a device to look at it: that can block or have side effects.
+    if (!Deno.statSync(path).isFile) return false;
     f = Deno.openSync(path, { read: true });
     const head = new Uint8Array(4);
     if (f.readSync(head) !== 4) return false;
@@ -43,7 +46,8 @@ export function isUnikernelConfig(config: VmConfig, kernelImage?: Uint8Array): b
   // Only ELF files can be unikernels: look at four bytes before reading a whole kernel.
   if (!startsWithElfMagic(config.boot.kernel)) return false;
   try {
-    return detectKernelFormat(Deno.readFileSync(config.boot.kernel)) === "solo5-hvt";
+    const image = readImageFile(config.boot.kernel, config.vm.memoryBytes, "kernel");
+    return detectKernelFormat(image) === "solo5-hvt";
   } catch {
     return false;
   }

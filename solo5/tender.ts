@@ -25,6 +25,7 @@ import { type Libc, openLibc } from "../ffi/libc.ts";
 import { Activity, Command, type VcpuControl } from "../machine/vcpu_channel.ts";
 import { checkHostMemory, type Outcome } from "../machine/machine.ts";
 import { hex } from "../loaders/common.ts";
+import { readImageFile } from "../loaders/image_file.ts";
 import {
   BOOT_INFO,
   HVT_HYPERCALL_MAX,
@@ -89,7 +90,8 @@ export class Solo5Machine {
     this.config = config;
     this.clock = options.clock ?? hostClock;
     const name = config.boot.kernel;
-    const data = options.kernelImage ?? Deno.readFileSync(config.boot.kernel);
+    const data = options.kernelImage ??
+      readImageFile(config.boot.kernel, config.vm.memoryBytes, "kernel");
     this.image = inspectUnikernel(data, name);
     this.devices = attachDevices(this.image.manifest, config.disks, config.interfaces, {
       vmName: config.vm.name,

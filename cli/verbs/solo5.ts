@@ -11,6 +11,7 @@
 import { basename, resolve } from "node:path";
 import type { AccelChoice } from "../../accel/select.ts";
 import type { InterfaceConfig, VmConfig } from "../../config/schema.ts";
+import { readImageFile } from "../../loaders/image_file.ts";
 import { VmHost } from "../../machine/host.ts";
 import { describeOutcome, exitStatus } from "../../machine/machine.ts";
 import { checkBindings, type Solo5DiskConfig } from "../../solo5/devices.ts";
@@ -167,7 +168,8 @@ export const solo5Command: Command = {
   preprocess: preprocessSolo5Args,
   async run(positionals, flags) {
     const config = solo5Config(positionals, flags);
-    const image = inspectUnikernel(Deno.readFileSync(config.boot.kernel), positionals[0]);
+    const data = readImageFile(config.boot.kernel, config.vm.memoryBytes, "kernel");
+    const image = inspectUnikernel(data, positionals[0]);
     checkBindings(image.manifest, config.disks, config.interfaces);
     const verbose = flags.verbose === true;
     const host = new VmHost({
