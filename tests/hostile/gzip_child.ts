@@ -7,8 +7,8 @@
  * @module
  */
 
-import { GuestMemory } from "../../machine/guest_memory.ts";
-import { memoryLayout } from "../../machine/layout.ts";
+import { GuestMemory } from "../../core/guest_memory.ts";
+import { memoryLayout } from "../../core/layout.ts";
 import { loadKernel } from "../../loaders/detect.ts";
 import { readImageFile } from "../../loaders/image_file.ts";
 
