@@ -38,22 +38,38 @@ export class Bus {
     return this.#ranges;
   }
 
-  /** Places `device` at `[base, base+length)`; throws when that overlaps another range. */
+  /**
+   * Places `device` at `[base, base+length)`; throws when that overlaps
+   * another range. For the machine's own wiring: placements a guest chooses
+   * (PCI BARs) go through {@link tryInsert}, which never throws.
+   */
   insert(base: number, length: number, device: BusDevice): void {
+    const clash = this.tryInsert(base, length, device);
+    if (clash) {
+      throw new Error(
+        `${this.name} bus: "${device.name}" at 0x${base.toString(16)}+0x${length.toString(16)} ` +
+          `overlaps "${clash.device.name}" at 0x${clash.base.toString(16)}+` +
+          `0x${clash.length.toString(16)}`,
+      );
+    }
+  }
+
+  /**
+   * Places `device` at `[base, base+length)` unless that overlaps a range
+   * already there, which it then returns (and nothing changes). A base or
+   * length that is not a non-negative safe integer is still a RangeError.
+   */
+  tryInsert(base: number, length: number, device: BusDevice): BusRange | undefined {
     if (!Number.isSafeInteger(base) || !Number.isSafeInteger(length) || base < 0 || length <= 0) {
       throw new RangeError(`Cannot insert "${device.name}" at ${base} with length ${length}`);
     }
     const end = base + length;
     for (const r of this.#ranges) {
-      if (base < r.base + r.length && r.base < end) {
-        throw new Error(
-          `${this.name} bus: "${device.name}" at 0x${base.toString(16)}+0x${length.toString(16)} ` +
-            `overlaps "${r.device.name}" at 0x${r.base.toString(16)}+0x${r.length.toString(16)}`,
-        );
-      }
+      if (base < r.base + r.length && r.base < end) return r;
     }
     this.#ranges.push({ base, length, device });
     this.#ranges.sort((a, b) => a.base - b.base);
+    return undefined;
   }
 
   /** Removes the range starting at `base` for `device`; returns whether one was removed. */

@@ -30,3 +30,14 @@ Deno.test("bus: routes only accesses wholly inside one range, at the device's of
   bus.insert(0x3000, 0x10, a); // a device can move (PCI BAR relocation)
   assert.equal(bus.find(0x3001, 1)?.device, a);
 });
+
+Deno.test("tryInsert: an overlap returns the range in the way and changes nothing", () => {
+  const bus = new Bus("pio");
+  const a = { name: "a", read: () => {}, write: () => {} };
+  const b = { name: "b", read: () => {}, write: () => {} };
+  assert.equal(bus.tryInsert(0x10, 8, a), undefined);
+  assert.equal(bus.tryInsert(0x14, 8, b)?.device, a);
+  assert.equal(bus.ranges.length, 1);
+  assert.equal(bus.tryInsert(0x18, 8, b), undefined);
+  assert.throws(() => bus.insert(0x17, 2, b), /"b" at 0x17\+0x2 overlaps "a" at 0x10\+0x8/);
+});

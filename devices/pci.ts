@@ -185,6 +185,45 @@ function isPowerOfTwo(n: number): boolean {
   return Number.isSafeInteger(n) && n > 0 && 2 ** Math.round(Math.log2(n)) === n;
 }
 
+/** What {@link barOnBus} needs of a bus (core/bus.ts's `Bus`). */
+export interface BarBus {
+  readonly name: string;
+  tryInsert(
+    base: number,
+    length: number,
+    device: BusDevice,
+  ): { base: number; length: number; device: { name: string } } | undefined;
+  remove(device: BusDevice, base?: number): boolean;
+}
+
+/**
+ * A {@link BarMoveListener} that keeps `device` on `bus` at the BAR's base.
+ * The guest picks BAR addresses, so a base that overlaps another device
+ * (COM1, the PIC, 0xCF8, another BAR) must not end the VM: the BAR then does
+ * not decode (logged, rate-limited) and the device already there keeps its
+ * range, until the guest moves the BAR again. Like a real machine with a
+ * misprogrammed BAR, the guest sees its driver's accesses go elsewhere, and
+ * nothing else changes.
+ */
+export function barOnBus(bus: BarBus, length: number, device: BusDevice): BarMoveListener {
+  let at: number | undefined;
+  return (base) => {
+    if (at !== undefined) bus.remove(device, at);
+    at = undefined;
+    if (base === undefined) return;
+    const clash = bus.tryInsert(base, length, device);
+    if (clash) {
+      guestLog.log(
+        `pci: "${device.name}" BAR moved to 0x${base.toString(16)}+0x${length.toString(16)} ` +
+          `overlaps "${clash.device.name}" at 0x${clash.base.toString(16)} on the ${bus.name} ` +
+          "bus; it does not decode until moved",
+      );
+      return;
+    }
+    at = base;
+  };
+}
+
 /** A function's 256-byte type-0 configuration space. */
 export class PciConfigSpace {
   /** The stored bytes (what the guest reads, unless a handler overrides). */

@@ -50,6 +50,7 @@ import {
   type TimedDevice,
 } from "../../core/device.ts";
 import {
+  barOnBus,
   PCI_BASE_ADDRESS_0,
   PCI_CAP_ID_VNDR,
   PCI_COMMAND,
@@ -335,20 +336,19 @@ export class VirtioPciDevice implements PciDevice, TimedDevice {
    * buses in step when the guest moves them.
    */
   attach(pio: Bus, mmio: Bus, ioBase: number, mmioBase: number): void {
-    let ioAt: number | undefined;
-    this.config.addIoBar(LEGACY_BAR, this.legacyBarBytes, (base) => {
-      if (ioAt !== undefined) pio.remove(this.legacy, ioAt);
-      ioAt = base;
-      if (base !== undefined) pio.insert(base, this.legacyBarBytes, this.legacy);
-    });
+    this.config.addIoBar(
+      LEGACY_BAR,
+      this.legacyBarBytes,
+      barOnBus(pio, this.legacyBarBytes, this.legacy),
+    );
     const modern = this.modern;
     if (modern) {
-      let mmioAt: number | undefined;
-      this.config.addMemoryBar(MODERN_BAR, MODERN_BAR_BYTES, (base) => {
-        if (mmioAt !== undefined) mmio.remove(modern, mmioAt);
-        mmioAt = base;
-        if (base !== undefined) mmio.insert(base, MODERN_BAR_BYTES, modern);
-      }, { is64: true });
+      this.config.addMemoryBar(
+        MODERN_BAR,
+        MODERN_BAR_BYTES,
+        barOnBus(mmio, MODERN_BAR_BYTES, modern),
+        { is64: true },
+      );
     }
     const put = (offset: number, value: number) => {
       const data = new Uint8Array(4);
