@@ -161,6 +161,14 @@ export class VirtioBlk implements VirtioBackend {
       chain.write(statusAt, Uint8Array.of(status));
       return dataBytes + 1;
     };
+    // seg_max is a promise the driver made: more segments than that (besides header and status) fail.
+    const segments = chain.readable.length + chain.writable.length - 2;
+    if (segments > VIRTIO_BLK_SEG_MAX) {
+      this.#log.log(
+        `${this.name}: request of ${segments} segments (seg_max ${VIRTIO_BLK_SEG_MAX})`,
+      );
+      return finish(VIRTIO_BLK_S_IOERR, 0);
+    }
     switch (type) {
       case VIRTIO_BLK_T_IN: {
         const length = statusAt;

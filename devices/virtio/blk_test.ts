@@ -223,3 +223,34 @@ Deno.test("blk: through the PCI transport, the transitional block device ID and 
   dev.modern!.read(0x2000, data);
   assert.equal(new DataView(data.buffer).getUint32(0, true), 0x12345);
 });
+
+Deno.test("blk: a request of more than seg_max (126) data segments fails with IOERR", () => {
+  const disk = new MemoryDisk(1024);
+  const { mem } = setup(disk);
+  const blk = new VirtioBlk(disk, { index: 3, log: new RateLimitedLog(1000, 1000, () => {}) });
+  const q = new Virtqueue(256);
+  const layout = { size: 256, descGpa: 0x40000, availGpa: 0x42000, usedGpa: 0x43000 };
+  Object.assign(q, { descGpa: layout.descGpa, availGpa: layout.availGpa, usedGpa: layout.usedGpa });
+  q.enabled = true;
+  q.activate(mem, { indirect: true, eventIdx: false });
+  const ring = new DriverRing(mem, layout);
+  const send = (segments: number): number => {
+    const view = new DataView(new ArrayBuffer(16));
+    view.setUint32(0, VIRTIO_BLK_T_IN, true);
+    mem.write(HDR, new Uint8Array(view.buffer));
+    mem.writeU8(STATUS, 0xee);
+    ring.post([
+      { gpa: HDR, length: 16 },
+      ...Array.from(
+        { length: segments },
+        (_, i) => ({ gpa: DATA + 512 * i, length: 512, write: true }),
+      ),
+      { gpa: STATUS, length: 1, write: true },
+    ]);
+    const chain = q.pop()!;
+    q.pushUsed(chain.head, blk.handle(0, chain));
+    return mem.readU8(STATUS);
+  };
+  assert.equal(send(126), VIRTIO_BLK_S_OK);
+  assert.equal(send(127), VIRTIO_BLK_S_IOERR);
+});

@@ -7,11 +7,13 @@
  * every value read from them is checked before use:
  *
  * - head and `next` indexes must be below the queue (or indirect table) size;
- * - a chain visits at most as many descriptors as its table holds (loops);
+ * - a chain visits at most queue-size descriptors in all, indirect ones
+ *   included (virtio 1.x 2.7.5.3.1), which also ends loops;
  * - the available index may run ahead of ours by at most the queue size;
  * - rings and buffers must lie inside guest RAM (overflow-safe checks);
- * - an indirect table must be a non-empty multiple of 16 bytes, may not be
- *   nested, and is only accepted when VIRTIO_F_INDIRECT_DESC was negotiated;
+ * - an indirect table must be a non-empty multiple of 16 bytes, no longer
+ *   than the queue size, may not be nested, and is only accepted when
+ *   VIRTIO_F_INDIRECT_DESC was negotiated;
  * - device-readable buffers must come before device-writable ones.
  *
  * A violation makes the queue *broken*: {@link Virtqueue.pop} throws a
@@ -46,6 +48,8 @@ import type { GuestMemory } from "../../core/guest_memory.ts";
 export const VIRTQ_DESC_F_NEXT = 1;
 /** Descriptor flag: the buffer is device-writable. */
 export const VIRTQ_DESC_F_WRITE = 2;
+/** Most entries an indirect table may have whatever the queue size (a u16 `next` indexes it). */
+export const MAX_INDIRECT_ENTRIES = 65536;
 /** Descriptor flag: the buffer is a table of indirect descriptors. */
 export const VIRTQ_DESC_F_INDIRECT = 4;
 /** Available ring flag: the driver wants no interrupt (without EVENT_IDX). */
@@ -321,14 +325,18 @@ export class Virtqueue {
     let table = this.descGpa;
     let tableSize = this.size;
     let index = head;
+    // Descriptors visited in all: the bound on the work and memory one chain costs.
     let hops = 0;
     let inIndirect = false;
     for (;;) {
       if (index >= tableSize) {
         throw new VirtqueueError(`descriptor index ${index} >= table size ${tableSize}`);
       }
-      if (++hops > tableSize) {
-        throw new VirtqueueError(`descriptor chain from head ${head} loops`);
+      if (++hops > this.size) {
+        throw new VirtqueueError(
+          `descriptor chain from head ${head} is longer than the queue size ${this.size} ` +
+            "(it loops, or is too long)",
+        );
       }
       const at = table + VIRTQ_DESC_BYTES * index;
       const gpa = Number(mem.readU64(at)); // exact: checked against RAM before use
@@ -346,14 +354,21 @@ export class Virtqueue {
         if (length === 0 || length % VIRTQ_DESC_BYTES !== 0) {
           throw new VirtqueueError(`indirect table length ${length} is not a multiple of 16`);
         }
+        if (length / VIRTQ_DESC_BYTES > Math.min(this.size, MAX_INDIRECT_ENTRIES)) {
+          throw new VirtqueueError(
+            `indirect table of ${length / VIRTQ_DESC_BYTES} descriptors is longer than the ` +
+              `queue size ${this.size}`,
+          );
+        }
         if (!mem.contains(gpa, length) || gpa % 16 !== 0) {
           throw new VirtqueueError(`indirect table at ${hex(gpa)} (${length} bytes) is invalid`);
         }
         table = gpa;
         tableSize = length / VIRTQ_DESC_BYTES;
         index = 0;
-        hops = 0;
         inIndirect = true;
+        // The descriptor naming the table is no buffer: a full table of queue-size entries is fine.
+        hops--;
         continue;
       }
       if (length > 0) {

@@ -333,3 +333,50 @@ Deno.test("queue: seeded fuzz of descriptor tables never throws anything but Vir
   assert.ok(broken > 50, `only ${broken} broken rings`);
   assert.ok(served > 50, `only ${served} chains served`);
 });
+
+Deno.test("queue: a 12M-entry looping indirect table is refused at once, in bounded heap", () => {
+  // The table spans 192 MiB of a 256 MiB guest; entry 0 chains to itself.
+  const mem = GuestMemory.anonymous([{ gpa: 0, size: 256 * 2 ** 20 }]);
+  const { q, ring } = setup({ indirect: true, eventIdx: false }, mem);
+  const entries = 12 * 2 ** 20;
+  ring.setTableDesc(0x100000, 0, 0x8000, 4, VIRTQ_DESC_F_NEXT, 0);
+  ring.setDesc(0, 0x100000, entries * 16, VIRTQ_DESC_F_INDIRECT, 0);
+  ring.publish(0);
+  const heap = Deno.memoryUsage().heapUsed;
+  assert.throws(
+    () => q.pop(),
+    /indirect table of 12582912 descriptors is longer than the queue size 8/,
+  );
+  assert.ok(Deno.memoryUsage().heapUsed - heap < 16 * 2 ** 20);
+});
+
+Deno.test("queue: a chain visits at most queue-size descriptors, indirect ones included", () => {
+  // A full indirect table of queue-size (8) buffers is fine.
+  const full = setup();
+  full.ring.postIndirect(
+    0x5000,
+    Array.from({ length: 8 }, (_, i) => ({ gpa: 0x8000 + 16 * i, length: 16 })),
+  );
+  assert.equal(full.q.pop()!.readable.length, 8);
+  // One table entry more than the queue size is refused, looping or not.
+  const long = setup();
+  long.ring.postIndirect(
+    0x5000,
+    Array.from({ length: 9 }, (_, i) => ({ gpa: 0x8000 + 16 * i, length: 16 })),
+  );
+  assert.throws(
+    () => long.q.pop(),
+    /indirect table of 9 descriptors is longer than the queue size 8/,
+  );
+  // Three direct descriptors, then a table of 6: 9 buffers in all.
+  const mixed = setup();
+  for (let i = 0; i < 6; i++) {
+    mixed.ring.setTableDesc(0x5000, i, 0x8000, 4, i < 5 ? VIRTQ_DESC_F_NEXT : 0, i + 1);
+  }
+  mixed.ring.setDesc(0, 0x8000, 4, VIRTQ_DESC_F_NEXT, 1);
+  mixed.ring.setDesc(1, 0x8000, 4, VIRTQ_DESC_F_NEXT, 2);
+  mixed.ring.setDesc(2, 0x8000, 4, VIRTQ_DESC_F_NEXT, 3);
+  mixed.ring.setDesc(3, 0x5000, 6 * 16, VIRTQ_DESC_F_INDIRECT, 0);
+  mixed.ring.publish(0);
+  assert.throws(() => mixed.q.pop(), /longer than the queue size 8/);
+});
