@@ -37,6 +37,8 @@ import {
   type VmConfig,
 } from "./schema.ts";
 import { formatSize, parseSize, SizeError } from "./size.ts";
+import { serialFileProblem } from "../machine/serial_sink.ts";
+import { DEBUG_EXIT_BYTES, portClash, virtioFunctionCount } from "../core/ports.ts";
 import { suggestName } from "./suggest.ts";
 import { idForName } from "./users.ts";
 import { type DisplaySettings, type ListenAddress, parseListenAddress } from "../display/listen.ts";
@@ -151,6 +153,7 @@ export class Validator {
     if (display) config.display = display;
     this.#checkDuplicateDisks(config.disks);
     this.#checkDuplicateInterfaces(config.interfaces);
+    this.#checkExitPort(config);
     return config;
   }
 
@@ -586,6 +589,22 @@ export class Validator {
     return debug;
   }
 
+  /** The exit port must not overlap a device of the machine's fixed port map. */
+  #checkExitPort(config: VmConfig): void {
+    const port = config.debug.exitPort;
+    if (port === undefined) return;
+    const functions = virtioFunctionCount(config.disks.length, config.interfaces.length);
+    const clash = portClash(port, DEBUG_EXIT_BYTES, functions);
+    if (clash) {
+      const hex = (n: number) => `0x${n.toString(16)}`;
+      this.#error(
+        ["debug", "exit_port"],
+        `${hex(port)}-${hex(port + DEBUG_EXIT_BYTES - 1)} overlaps the ${clash.name} at ` +
+          `${hex(clash.base)}-${hex(clash.base + clash.length - 1)}; pick a free port such as 0xf4`,
+      );
+    }
+  }
+
   // ---- files ----
 
   /** A path-valued key, resolved against the base folder and checked when asked. */
@@ -649,13 +668,9 @@ export class Validator {
       this.#error(path, `folder ${JSON.stringify(folder)} ${describeFsError(e, "read")}`);
       return;
     }
-    try {
-      if (Deno.statSync(absolute).isDirectory) {
-        this.#error(path, `file ${JSON.stringify(absolute)} is a directory`);
-      }
-    } catch {
-      // Not there yet: it will be created.
-    }
+    // The same rule the console sink applies when the VM starts.
+    const problem = serialFileProblem(absolute);
+    if (problem) this.#error(path, `file ${JSON.stringify(absolute)} ${problem}`);
   }
 
   #checkDuplicateDisks(disks: DiskConfig[]): void {

@@ -34,24 +34,10 @@ import { Bus } from "../core/bus.ts";
 import { memoryLayout } from "../core/layout.ts";
 import type { VgaShared } from "../devices/vga/shared.ts";
 import type { attachDisplay, AttachedDisplay } from "./display.ts";
+import { DEBUG_EXIT_BYTES, PORT_BYTES, PORTS } from "../core/ports.ts";
 
-/** Port assignments of the PC machine (vmd's and QEMU's). */
-export const PORTS = {
-  PIC_MASTER: 0x20,
-  PIT: 0x40,
-  I8042_DATA: 0x60,
-  PORT61: 0x61,
-  I8042_COMMAND: 0x64,
-  RTC: 0x70,
-  POST: 0x80,
-  PIC_SLAVE: 0xa0,
-  COM1: 0x3f8,
-  ELCR: 0x4d0,
-  POWER: 0x604,
-  /** 0xCF8 (32-bit) PCI address; a byte at 0xCF9 is reset control. */
-  PCI_ADDRESS: 0xcf8,
-  PCI_DATA: 0xcfc,
-} as const;
+/** Port assignments of the PC machine (vmd's and QEMU's): see core/ports.ts. */
+export { PORTS } from "../core/ports.ts";
 
 /** ISA interrupt lines. */
 export const IRQS = { PIT: 0, KEYBOARD: 1, COM1: 4, RTC: 8, MOUSE: 12 } as const;
@@ -202,16 +188,16 @@ export class Machine {
       };
       if (this.irqchip === "user") {
         this.pic = new Pic8259Pair();
-        this.pio.insert(PORTS.PIC_MASTER, 2, this.pic.master);
-        this.pio.insert(PORTS.PIC_SLAVE, 2, this.pic.slave);
-        this.pio.insert(PORTS.ELCR, 2, this.pic.elcr);
+        this.pio.insert(PORTS.PIC_MASTER, PORT_BYTES.PIC_MASTER, this.pic.master);
+        this.pio.insert(PORTS.PIC_SLAVE, PORT_BYTES.PIC_SLAVE, this.pic.slave);
+        this.pio.insert(PORTS.ELCR, PORT_BYTES.ELCR, this.pic.elcr);
         this.pit = new Pit8254(this.clock, this.irq(IRQS.PIT));
-        this.pio.insert(PORTS.PIT, 4, this.#timedPort(this.pit));
-        this.pio.insert(PORTS.PORT61, 1, this.#timedPort(new Port61(this.pit)));
+        this.pio.insert(PORTS.PIT, PORT_BYTES.PIT, this.#timedPort(this.pit));
+        this.pio.insert(PORTS.PORT61, PORT_BYTES.PORT61, this.#timedPort(new Port61(this.pit)));
         this.timed.push(this.pit);
       }
       this.uart = new Uart16550("com1", this.irq(IRQS.COM1), options.serialOut);
-      this.pio.insert(PORTS.COM1, 8, this.uart);
+      this.pio.insert(PORTS.COM1, PORT_BYTES.COM1, this.uart);
       const below4g = layout.ram.filter((r) => r.gpa < 2 ** 32).reduce((n, r) => n + r.size, 0);
       this.rtc = new RtcMc146818({
         clock: this.clock,
@@ -219,29 +205,29 @@ export class Machine {
         memoryBelow4gBytes: below4g,
         memoryAbove4gBytes: config.vm.memoryBytes - below4g,
       });
-      this.pio.insert(PORTS.RTC, 2, this.#timedPort(this.rtc));
+      this.pio.insert(PORTS.RTC, PORT_BYTES.RTC, this.#timedPort(this.rtc));
       this.timed.push(this.rtc);
       const kbd = this.keyboard = new I8042(() => end({ kind: "reset" }), {
         keyboardIrq: this.irq(IRQS.KEYBOARD),
         mouseIrq: this.irq(IRQS.MOUSE),
       });
-      this.pio.insert(PORTS.I8042_DATA, 1, kbd.data);
-      this.pio.insert(PORTS.I8042_COMMAND, 1, kbd.command);
+      this.pio.insert(PORTS.I8042_DATA, PORT_BYTES.I8042_DATA, kbd.data);
+      this.pio.insert(PORTS.I8042_COMMAND, PORT_BYTES.I8042_COMMAND, kbd.command);
       // A byte access to 0xCF9 (inside PCI's address register) is the reset control register.
       this.pci = new PciHost({ resetControl: new ResetControl(() => end({ kind: "reset" })) });
-      this.pio.insert(PORTS.PCI_ADDRESS, 4, this.pci.addressPort);
-      this.pio.insert(PORTS.PCI_DATA, 4, this.pci.dataPort);
+      this.pio.insert(PORTS.PCI_ADDRESS, PORT_BYTES.PCI_ADDRESS, this.pci.addressPort);
+      this.pio.insert(PORTS.PCI_DATA, PORT_BYTES.PCI_DATA, this.pci.dataPort);
       this.post = new PostPort(this.clock);
-      this.pio.insert(PORTS.POST, 1, this.post);
+      this.pio.insert(PORTS.POST, PORT_BYTES.POST, this.post);
       this.pio.insert(
         PORTS.POWER,
-        2,
+        PORT_BYTES.POWER,
         new PowerControl(() => end({ kind: "poweroff" })),
       );
       if (config.debug.exitPort !== undefined) {
         this.pio.insert(
           config.debug.exitPort,
-          4,
+          DEBUG_EXIT_BYTES,
           new DebugExit((status: number) => end({ kind: "exit-port", status })),
         );
       }

@@ -35,7 +35,7 @@ function copyTo(
 self.onmessage = async (event: MessageEvent<WorkerRequest>) => {
   const req = event.data;
   const control = new VcpuControl(req.control);
-  const sink = openSerialSink(req.serial);
+  let sink: ReturnType<typeof openSerialSink> = { write: () => {}, close: () => {} };
   // One time base for both threads: ms since the host's time origin.
   const shift = performance.timeOrigin - req.originMs;
   const clock = { nowNs: () => (performance.now() + shift) * 1e6 };
@@ -43,6 +43,7 @@ self.onmessage = async (event: MessageEvent<WorkerRequest>) => {
   let accel: Accel | undefined;
   let outcome: Outcome;
   try {
+    sink = openSerialSink(req.serial); // may refuse the file: that ends the VM with its reason
     const libc = openLibc();
     accel = await createAccel(req.accel, libc);
     machine = new Machine({

@@ -23,19 +23,18 @@ function reply(message: WorkerReply): void {
 self.onmessage = async (event: MessageEvent<WorkerRequest>) => {
   const req = event.data;
   const control = new VcpuControl(req.control);
-  const sink = openSerialSink(req.serial);
+  let sink: ReturnType<typeof openSerialSink> = { write: () => {}, close: () => {} };
   const ring = req.outputRing ? new SerialOutputRing(req.outputRing) : undefined;
-  const output = ring
-    ? (bytes: Uint8Array) => {
-      sink.write(bytes);
-      ring.push(bytes);
-    }
-    : sink.write;
+  const output = (bytes: Uint8Array) => {
+    sink.write(bytes);
+    ring?.push(bytes);
+  };
   const shift = performance.timeOrigin - req.originMs;
   const clock = { nowNs: () => (performance.now() + shift) * 1e6 };
   let machine: Solo5Machine | undefined;
   let outcome: Outcome;
   try {
+    sink = openSerialSink(req.serial); // may refuse the file: that ends the VM with its reason
     const libc = openLibc();
     machine = new Solo5Machine({
       config: req.config,

@@ -28,10 +28,8 @@ import { VirtioNet } from "./net.ts";
 import { openTap } from "../../net/tap.ts";
 import { macForInterface } from "./net.ts";
 
-/** First port of the legacy I/O BARs. */
-export const VIRTIO_IO_BASE = 0xc000;
-/** Port stride between two devices' legacy BARs. */
-export const VIRTIO_IO_STRIDE = 0x100;
+export { VIRTIO_IO_BASE, VIRTIO_IO_STRIDE } from "../../core/ports.ts";
+import { VIRTIO_IO_BASE, VIRTIO_IO_STRIDE } from "../../core/ports.ts";
 /** The ISA IRQs PCI interrupts are routed to, round-robin. */
 export const VIRTIO_IRQS: readonly number[] = [5, 9, 10, 11];
 
