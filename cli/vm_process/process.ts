@@ -32,6 +32,7 @@ import {
 } from "../control/rundir.ts";
 import { idForName, nameForId } from "../../config/users.ts";
 import { VmLog } from "./log.ts";
+import { validateControlRequest } from "../control/validate.ts";
 import {
   describeLockdown,
   type LockdownPlan,
@@ -76,6 +77,8 @@ class ManagedVm {
   #host?: VmHost;
   #running?: Promise<Outcome>;
   #resetPending = false;
+  /** A stop was asked for: a reset (by the guest or a pending `reset`) then ends the VM instead. */
+  #stopping = false;
   #stopTimer?: ReturnType<typeof setTimeout>;
   #console?: Deno.Conn;
   #consoleQueue: Promise<void> = Promise.resolve();
@@ -329,13 +332,16 @@ class ManagedVm {
   async #lifetime(): Promise<Outcome> {
     for (;;) {
       const outcome = await this.#running!;
-      const reset = outcome.kind === "reset" || (outcome.kind === "stopped" && this.#resetPending);
+      const reset = !this.#stopping &&
+        (outcome.kind === "reset" || (outcome.kind === "stopped" && this.#resetPending));
       if (!reset) return outcome;
       this.#resetPending = false;
       this.#log?.message(`VM "${this.#config.vm.name}" resets: booting it again`);
       const started = await this.#boot();
       if (!started.ok) return await this.#running!;
-      this.#setState("running");
+      // A stop that came while the new machine was being built reached no machine: apply it now.
+      if (this.#stopping) this.#host?.stop();
+      else this.#setState("running");
     }
   }
 
@@ -348,9 +354,24 @@ class ManagedVm {
   }
 
   async #handle(conn: Deno.Conn): Promise<void> {
-    const line = await readLine(conn);
+    let line: Awaited<ReturnType<typeof readLine>>;
+    try {
+      line = await readLine(conn);
+    } catch (e) {
+      // Not JSON, or too long: say so rather than drop the connection unanswered.
+      const reply: ControlReply = { ok: false, error: `malformed request: ${errorText(e)}` };
+      await sendLine(conn, reply).catch(() => {});
+      return closeQuietly(conn);
+    }
     if (!line) return closeQuietly(conn);
-    const req = line.value as ControlRequest;
+    const checked = validateControlRequest(line.value);
+    if (!checked.ok) {
+      this.#log?.message(`control request refused: ${checked.error}`);
+      await sendLine(conn, { ok: false, error: checked.error } satisfies ControlReply)
+        .catch(() => {});
+      return closeQuietly(conn);
+    }
+    const req = checked.request;
     this.#verbose(`control request: ${JSON.stringify(req)}`);
     const reply = await this.#dispatch(req, conn, line.rest);
     if (reply === "keep") return;
@@ -438,6 +459,9 @@ class ManagedVm {
     const id = this.#state.id;
     const name = this.#config.vm.name;
     const host = this.#host!;
+    // From now on a reset ends the VM: a stop right after `reset` must not be lost in the reboot.
+    this.#stopping = true;
+    this.#resetPending = false;
     if (force) {
       this.#log?.message(`vm "${name}" forced off`);
       host.stop();
@@ -464,7 +488,7 @@ class ManagedVm {
     clearTimeout(this.#stopTimer);
     this.#stopTimer = setTimeout(() => {
       this.#log?.message(`vm "${name}" did not power off within ${timeoutMs} ms: forcing it off`);
-      host.stop();
+      this.#host?.stop(); // the machine running now, not the one of the request
     }, timeoutMs);
     this.#log?.message(
       `stop requested for vm "${name}": ${asked.join(" and ")}; forcing after ${timeoutMs} ms`,
