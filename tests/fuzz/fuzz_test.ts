@@ -16,7 +16,9 @@ for (const target of TARGETS) {
   });
 }
 
-Deno.test("fuzz devices: an even seed runs the user irqchip (PIC, PIT on the bus) too", async () => {
+// Seed 2 is also the regression seed of the BAR-overlap crash (issue 13, defect 4): with
+// Bus.insert's throw reachable from a BAR write again, this run reports it at step 797.
+Deno.test("fuzz devices: seed 2 (user irqchip: PIC and PIT on the bus), no findings", async () => {
   const devices = TARGETS.find((t) => t.name === "devices")!;
   const report = await devices.run(2, 1000);
   assert.deepEqual(report.findings, []);
