@@ -559,6 +559,9 @@ export class VmConfParser {
       throw new ParseError(t, `expected a memory size, got ${this.#describe(t)}`);
     }
     const mib = 1024 * 1024;
+    if (!Number.isSafeInteger(bytes)) {
+      throw new ParseError(t, `memory size "${t.text}" is too large`);
+    }
     if (!(bytes >= mib)) throw new ParseError(o, "memory size must be at least one megabyte");
     if (bytes % mib !== 0) {
       this.warn(

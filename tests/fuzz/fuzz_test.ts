@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { TARGETS } from "./targets.ts";
 import { Rng } from "./rng.ts";
+import { importVmConf } from "../../config/vmconf/convert.ts";
 import { GuardedMemory } from "../harness/null_accel.ts";
 
 for (const target of TARGETS) {
@@ -46,4 +47,18 @@ Deno.test("fuzz: the guarded guest memory catches a write outside RAM and counts
   const view = mem.slice(0x10000, 16);
   new Uint8Array(view.buffer, view.byteOffset + 4096, 1)[0] = 0;
   assert.match(mem.brokenGuard()!, /region 1: guard byte 4096 changed/);
+});
+
+// Found by `deno task fuzz --target configs --seed 100` at step 17215: a vm.conf memory of
+// 2^63-1 bytes made `vmmctl import` die of a RangeError in formatSize instead of reporting it.
+Deno.test("fuzz regression (configs seed 100): a vm.conf memory too large for a number is an error", () => {
+  const text = 'ramsize= 9223372036854775807\nvm "db" {\n\tmemory $ramsize\n\tboot /bsd\n}\n';
+  const r = importVmConf(text, { path: "vm.conf", readFile: () => "" });
+  assert.deepEqual(r.vms, []);
+  assert.deepEqual(r.errors, ['vm.conf:3: memory size "9223372036854775807" is too large']);
+  const huge = importVmConf('vm "x" {\n\tmemory 99999999999E\n\tboot /bsd\n}\n', {
+    path: "vm.conf",
+    readFile: () => "",
+  });
+  assert.match(huge.errors.join(), /memory size "99999999999E" is too large/);
 });

@@ -240,6 +240,7 @@ function mutateText(rng: Rng, text: string, values: readonly string[]): string {
   const lines = text.split("\n");
   const rounds = rng.range(1, 3);
   for (let r = 0; r < rounds; r++) {
+    if (lines.length === 0) lines.push("");
     const i = rng.below(lines.length);
     switch (rng.below(6)) {
       case 0:
@@ -304,11 +305,11 @@ export const configsTarget: FuzzTarget = {
         // importVmConf reports syntax errors by throwing its ParseError.
         if (useVmConf && e instanceof ParseError) {
           rec.count("vm.conf refused");
-        } else rec.find(step, `${useVmConf ? "vm.conf" : "toml"}: ${describeError(e)}`);
+        } else rec.find(step, `${useVmConf ? "vm.conf" : "toml"}: ${describeError(e)}`, text);
       }
       const ms = performance.now() - t0;
       if (ms > SLOW_INPUT_MS) {
-        rec.find(step, `${Math.round(ms)} ms for one ${text.length}-character file`);
+        rec.find(step, `${Math.round(ms)} ms for one ${text.length}-character file`, text);
       }
       rec.report.inputs++;
     }

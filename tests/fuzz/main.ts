@@ -53,7 +53,10 @@ for (const target of TARGETS.filter((t) => names.includes(t.name))) {
       `${target.name.padEnd(10)} seed ${seed}: ${report.inputs} ${target.unit} in ${s} s, ` +
         `${report.findings.length} findings  ${JSON.stringify(report.counts)}`,
     );
-    for (const f of report.findings) console.log(`  step ${f.step}: ${f.message}`);
+    for (const f of report.findings) {
+      console.log(`  step ${f.step}: ${f.message}`);
+      if (f.input !== undefined) console.log(`    input: ${JSON.stringify(f.input).slice(0, 600)}`);
+    }
   }
 }
 if (values.json) console.log(JSON.stringify(reports));

@@ -13,6 +13,8 @@ export interface Finding {
   seed: number;
   step: number;
   message: string;
+  /** The input (or its start), to turn the finding into a regression test. */
+  input?: string;
 }
 
 /** What a run did. */
@@ -47,14 +49,10 @@ export class Recorder {
   }
 
   /** Records a finding (at most 50 per run: the first ones are what matters). */
-  find(step: number, message: string): void {
+  find(step: number, message: string, input?: string): void {
     if (this.report.findings.length < 50) {
-      this.report.findings.push({
-        target: this.report.target,
-        seed: this.report.seed,
-        step,
-        message,
-      });
+      const { target, seed } = this.report;
+      this.report.findings.push({ target, seed, step, message, input: input?.slice(0, 4000) });
     }
   }
 
