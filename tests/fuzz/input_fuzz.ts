@@ -18,6 +18,7 @@ import { gzipSync } from "node:zlib";
 import { memoryLayout } from "../../core/layout.ts";
 import { LoaderError, loadKernel } from "../../loaders/detect.ts";
 import { le32, writeElf } from "../../loaders/test_helpers.ts";
+import { inspectUnikernel } from "../../solo5/loader.ts";
 import { parseConfig } from "../../config/parse.ts";
 import { importVmConf } from "../../config/vmconf/convert.ts";
 import { ParseError } from "../../config/vmconf/lexer.ts";
@@ -145,6 +146,14 @@ function kernelSeeds(): Uint8Array[] {
     bzImageSeed(),
     openbsd,
     new Uint8Array(gzipSync(openbsd)),
+    // The test guests: real images as the project builds them.
+    ...["hello", "demo", "virtio_blk"].flatMap((n) => {
+      try {
+        return [Deno.readFileSync(new URL(`../../guests/bin/${n}.bin`, import.meta.url))];
+      } catch {
+        return [];
+      }
+    }),
   ];
 }
 
@@ -181,6 +190,12 @@ export const kernelsTarget: FuzzTarget = {
       } catch (e) {
         if (e instanceof LoaderError) rec.count("refused");
         else rec.find(step, describeError(e));
+      }
+      try {
+        inspectUnikernel(image, "fuzz"); // the Solo5 loader's parser
+        rec.count("solo5 images accepted");
+      } catch (e) {
+        if (!(e instanceof LoaderError)) rec.find(step, `solo5: ${describeError(e)}`);
       }
       const guard = memory.brokenGuard();
       if (guard) rec.find(step, `write outside guest RAM: ${guard}`);
