@@ -101,7 +101,8 @@ Deno.test({
         let vmPid = pid;
         if (round > 1) {
           const up = await vmmctl(rundir, ["up", "-d", cfg]);
-          id = Number(/started VM (\d+)/.exec(up.stdout)?.[1]);
+          assert.equal(up.code, 0, up.stderr);
+          id = Number(/started vm (\d+)/i.exec(up.stdout + up.stderr)?.[1]);
           vmPid = JSON.parse(Deno.readTextFileSync(join(rundir, `${id}.json`))).pid;
         }
         assert.equal((await vmmctl(rundir, ["reset", "t"])).code, 0);
