@@ -594,7 +594,7 @@ export class Validator {
     const port = config.debug.exitPort;
     if (port === undefined) return;
     const functions = virtioFunctionCount(config.disks.length, config.interfaces.length);
-    const clash = portClash(port, DEBUG_EXIT_BYTES, functions);
+    const clash = portClash(port, DEBUG_EXIT_BYTES, functions, config.display !== undefined);
     if (clash) {
       const hex = (n: number) => `0x${n.toString(16)}`;
       this.#error(

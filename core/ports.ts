@@ -63,6 +63,9 @@ export const PORT_BYTES: Readonly<Record<keyof typeof PORTS, number>> = {
   PCI_DATA: 4,
 };
 
+/** The VGA registers and the Bochs VBE (DISPI) index/data ports, with `[display]` only. */
+export const VGA_PORTS = { BASE: 0x3c0, COUNT: 0x20, DISPI: 0x1ce, DISPI_COUNT: 3 } as const;
+
 /** Ports the debug exit device decodes from `exit_port`. */
 export const DEBUG_EXIT_BYTES = 4;
 /** First port of the virtio legacy I/O BARs. */
@@ -78,8 +81,11 @@ export function virtioFunctionCount(disks: number, interfaces: number): number {
   return 2 + disks + interfaces;
 }
 
-/** Every fixed range, plus the legacy I/O BARs of `virtioFunctions` virtio functions. */
-export function fixedPortRanges(virtioFunctions: number): PortRange[] {
+/**
+ * Every fixed range, plus the legacy I/O BARs of `virtioFunctions` virtio
+ * functions and, with `display`, the VGA ports.
+ */
+export function fixedPortRanges(virtioFunctions: number, display = false): PortRange[] {
   const fixed = (Object.keys(PORTS) as (keyof typeof PORTS)[]).map((k) => ({
     name: k.toLowerCase().replaceAll("_", " "),
     base: PORTS[k],
@@ -90,7 +96,13 @@ export function fixedPortRanges(virtioFunctions: number): PortRange[] {
     base: VIRTIO_IO_BASE + VIRTIO_IO_STRIDE * i,
     length: VIRTIO_IO_STRIDE,
   }));
-  return [...fixed, ...bars];
+  const vga = display
+    ? [
+      { name: "vga registers", base: VGA_PORTS.BASE, length: VGA_PORTS.COUNT },
+      { name: "vga dispi", base: VGA_PORTS.DISPI, length: VGA_PORTS.DISPI_COUNT },
+    ]
+    : [];
+  return [...fixed, ...bars, ...vga];
 }
 
 /** The first fixed range `[base, base+length)` overlaps, if any. */
@@ -98,8 +110,9 @@ export function portClash(
   base: number,
   length: number,
   virtioFunctions: number,
+  display = false,
 ): PortRange | undefined {
-  return fixedPortRanges(virtioFunctions).find((r) =>
+  return fixedPortRanges(virtioFunctions, display).find((r) =>
     base < r.base + r.length && r.base < base + length
   );
 }

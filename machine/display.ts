@@ -34,7 +34,8 @@ import { hostFont8x16, setTextMode3 } from "../devices/vga/text_mode.ts";
 import { STDVGA_PCI, Vga } from "../devices/vga/vga.ts";
 
 /** Legacy ports and window of the VGA. */
-export const VGA_PORTS = { BASE: 0x3c0, COUNT: 0x20, DISPI: 0x1ce, DISPI_COUNT: 3 } as const;
+export { VGA_PORTS } from "../core/ports.ts";
+import { VGA_PORTS } from "../core/ports.ts";
 /** The legacy memory window. */
 export const VGA_WINDOW = { GPA: 0xa0000, BYTES: 0x20000 } as const;
 /** Where the framebuffer BAR starts when no firmware assigns it. */

@@ -49,6 +49,17 @@ Deno.test("check refuses exit_port on COM1, 0xCF8, the PIC, the virtio BARs; the
   assert.deepEqual(checkErrors(0xc200), []);
   assert.match(checkErrors(0xc200, 2)[0], /virtio function 2 I\/O BAR/);
   assert.deepEqual(checkErrors(0xf4), []);
+  // With a display, the VGA registers are taken too.
+  const vga = (extra: string) =>
+    parseConfig(`[vm]\nname = "p"\n[boot]\nkernel = "k"\n${extra}[debug]\nexit_port = 0x3c4\n`, {
+      baseDir: "/",
+      checkFiles: false,
+    }).errors.map(formatConfigError);
+  assert.deepEqual(vga(""), []);
+  assert.match(
+    vga(`[display]\ntype = "vga"\n`).join(),
+    /overlaps the vga registers at 0x3c0-0x3df/,
+  );
 });
 
 Deno.test("every exit_port the machine refuses, check refuses (around every fixed range)", () => {
