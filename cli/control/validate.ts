@@ -9,6 +9,7 @@
  * | info, pause, unpause, reset, wait, console | none |
  * | stop | `force` boolean; `timeoutMs` finite number, 0 to {@link MAX_STOP_TIMEOUT_MS}; `keys` string of at most {@link MAX_STOP_KEYS_LENGTH} characters (optional) |
  * | log-level | `level` "brief" or "verbose" |
+ * | screendump | `format` "png" or "text" |
  *
  * @example
  * ```ts
@@ -55,6 +56,8 @@ const keys: Field = (v) =>
     ? `must be at most ${MAX_STOP_KEYS_LENGTH} characters`
     : undefined;
 
+const format: Field = (v) => v === "png" || v === "text" ? undefined : 'must be "png" or "text"';
+
 const level: Field = (v) =>
   v === "brief" || v === "verbose" ? undefined : 'must be "brief" or "verbose"';
 
@@ -68,6 +71,7 @@ const OPS: Record<ControlRequest["op"], Record<string, [Field, boolean]>> = {
   console: {},
   stop: { force: [boolean, true], timeoutMs: [timeout, true], keys: [keys, false] },
   "log-level": { level: [level, true] },
+  screendump: { format: [format, true] },
 };
 
 /** The result of {@link validateControlRequest}. */

@@ -21,6 +21,8 @@ Deno.test("control requests: what the client sends is accepted as it is", () => 
       { op: "stop", force: false, timeoutMs: MAX_STOP_TIMEOUT_MS },
       { op: "log-level", level: "verbose" },
       { op: "log-level", level: "brief" },
+      { op: "screendump", format: "png" },
+      { op: "screendump", format: "text" },
     ]
   ) {
     assert.deepEqual(validateControlRequest(req), { ok: true, request: req });
@@ -45,6 +47,8 @@ Deno.test("control requests: wrong types, ranges, unknown ops and fields are ref
   refused({ op: "stop", force: true, timeoutMs: 5, extra: 1 }, /^stop: unknown field "extra"$/);
   refused({ op: "pause", force: true }, /^pause: unknown field "force"$/);
   refused({ op: "log-level", level: "loud" }, /"level" must be "brief" or "verbose"/);
+  refused({ op: "screendump", format: "../../etc/x" }, /"format" must be "png" or "text"/);
+  refused({ op: "screendump" }, /"format" is required/);
   refused({ op: "shutdown" }, /^unknown request op the string "shutdown" \(known: info, /);
   refused({ op: "__proto__" }, /unknown request op/);
   refused({ op: "toString" }, /unknown request op/);

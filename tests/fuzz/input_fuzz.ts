@@ -344,6 +344,7 @@ const CONTROL_SEEDS: unknown[] = [
   { op: "stop", force: false, timeoutMs: 30000 },
   { op: "stop", force: true, timeoutMs: 0, keys: "q" },
   { op: "log-level", level: "verbose" },
+  { op: "screendump", format: "png" },
 ];
 
 const JSON_VALUES: unknown[] = [
@@ -372,7 +373,7 @@ function randomJson(rng: Rng, depth = 0): unknown {
   }
   const o: Record<string, unknown> = {};
   for (let i = rng.below(4); i > 0; i--) {
-    o[rng.pick(["op", "force", "timeoutMs", "keys", "level", "__proto__", "constructor", "x"])] =
+    o[rng.pick(["op", "force", "timeoutMs", "keys", "level", "format", "__proto__", "x"])] =
       randomJson(rng, depth + 1);
   }
   return o;
@@ -388,6 +389,9 @@ function acceptedIsSound(r: Record<string, unknown>): string | undefined {
   }
   if (r.op === "log-level" && r.level !== "brief" && r.level !== "verbose") {
     return `log-level accepted ${String(r.level)}`;
+  }
+  if (r.op === "screendump" && r.format !== "png" && r.format !== "text") {
+    return `screendump accepted format ${String(r.format)}`;
   }
   return undefined;
 }

@@ -1,13 +1,15 @@
 /**
- * `deno task fuzz`: runs the fuzz targets without a hypervisor, seeded and
- * reproducible, and prints per target the inputs tried and what was found.
- * Exits 1 when anything was found.
+ * Runs the fuzz targets of tests/fuzz/ directly, seeded and reproducible,
+ * and prints per target the inputs tried, counters and every finding with
+ * its input (to turn it into a regression test). Exits 1 when anything was
+ * found. (`deno task fuzz` runs the same targets as tests, through
+ * targets_fuzz_test.ts, beside the other *_fuzz_test.ts files.)
  *
- *   deno task fuzz                      every target, short run, seed 1
- *   deno task fuzz --long               the long run (or VMMCTL_FUZZ_LONG=1)
- *   deno task fuzz --seed 7 --seeds 4   seeds 7..10
- *   deno task fuzz --target kernels     one target (repeatable)
- *   deno task fuzz --inputs 100000      inputs per target and seed
+ *   deno run -A tests/fuzz/main.ts                      every target, short run, seed 1
+ *   deno run -A tests/fuzz/main.ts --long               the long run (or VMMCTL_FUZZ_LONG=1)
+ *   deno run -A tests/fuzz/main.ts --seed 7 --seeds 4   seeds 7..10
+ *   deno run -A tests/fuzz/main.ts --target kernels     one target (repeatable)
+ *   deno run -A tests/fuzz/main.ts --inputs 100000      inputs per target and seed
  *
  * @module
  */

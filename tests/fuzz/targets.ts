@@ -1,7 +1,7 @@
 /**
- * Every fuzz target, by name. A new target (qcow2 metadata, a new device
- * family) is one more entry here: `deno task fuzz` and the default-suite
- * run (fuzz_test.ts) pick it up.
+ * Every fuzz target of tests/fuzz/, by name. A new target (a new device
+ * family) is one more entry here: main.ts and targets_fuzz_test.ts (so
+ * `deno task fuzz` and the default suite) pick it up.
  *
  * @module
  */

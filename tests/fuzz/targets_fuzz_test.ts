@@ -1,7 +1,9 @@
 /**
- * The default suite's fuzz run: every target, a short seeded run (a few
- * seconds in all), no findings allowed. `deno task fuzz --long` runs the
- * same targets for much longer.
+ * The fuzz targets of tests/fuzz/ as tests: in the default suite a short
+ * seeded run of each (a few seconds in all); under `deno task fuzz`
+ * (tools/fuzz.ts) VMMCTL_FUZZ_ITERATIONS inputs per target from seed
+ * VMMCTL_FUZZ_SEED. No findings allowed. `deno run -A tests/fuzz/main.ts`
+ * replays one target and seed and prints each finding's input.
  */
 import assert from "node:assert/strict";
 import { TARGETS } from "./targets.ts";
@@ -9,10 +11,14 @@ import { Rng } from "./rng.ts";
 import { importVmConf } from "../../config/vmconf/convert.ts";
 import { GuardedMemory } from "../harness/null_accel.ts";
 
+const ITERATIONS = Number(Deno.env.get("VMMCTL_FUZZ_ITERATIONS") ?? "") || undefined;
+const SEED = Number(Deno.env.get("VMMCTL_FUZZ_SEED") ?? "") || 1;
+
 for (const target of TARGETS) {
-  Deno.test(`fuzz ${target.name}: ${target.short} ${target.unit} (seed 1), no findings`, async () => {
-    const report = await target.run(1, target.short);
-    assert.equal(report.inputs, target.short, JSON.stringify(report.counts));
+  const inputs = ITERATIONS ?? target.short;
+  Deno.test(`fuzz ${target.name}: ${inputs} ${target.unit} (seed ${SEED}), no findings`, async () => {
+    const report = await target.run(SEED, inputs);
+    assert.equal(report.inputs, inputs, JSON.stringify(report.counts));
     assert.deepEqual(report.findings.map((f) => `step ${f.step}: ${f.message}`), []);
   });
 }
