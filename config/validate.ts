@@ -37,7 +37,7 @@ import {
   type VmConfig,
 } from "./schema.ts";
 import { formatSize, parseSize, SizeError } from "./size.ts";
-import { serialFileProblem } from "./console_file.ts";
+import { serialFileProblem } from "../loaders/image_file.ts";
 import { DEBUG_EXIT_BYTES, portClash, virtioFunctionCount } from "../core/ports.ts";
 import { suggestName } from "./suggest.ts";
 import { idForName } from "./users.ts";

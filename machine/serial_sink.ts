@@ -5,7 +5,7 @@
  * @module
  */
 
-import { serialFileProblem } from "../config/console_file.ts";
+import { serialFileProblem } from "../loaders/image_file.ts";
 
 /** The console choice, as the config normalizes it. */
 export interface SerialTarget {
