@@ -64,14 +64,40 @@ export function formatScaled(bytes: number): string {
   return `${(Math.round(value * 10) / 10).toFixed(1)}${u}`;
 }
 
-/** The resident memory of process `pid` (Linux /proc), or null. */
-function residentBytes(pid: number): number | null {
+/**
+ * The guest RAM of VM process `pid` that is resident (vmd's CURMEM), from
+ * Linux's /proc/PID/smaps: guest RAM is the private anonymous read-write
+ * MAP_NORESERVE mappings ("nr"), not executable, at most the guest's size,
+ * and not the used part of a malloc arena (those run on into a reserved
+ * "---p" rest). Null when it cannot be read (another user's process, not Linux).
+ */
+export function guestResidentBytes(pid: number, memoryBytes: number): number | null {
+  let text: string;
   try {
-    const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(Deno.readTextFileSync(`/proc/${pid}/status`));
-    return m ? Number(m[1]) * 1024 : null;
+    text = Deno.readTextFileSync(`/proc/${pid}/smaps`);
   } catch {
     return null;
   }
+  const maps = text.split(/\n(?=[0-9a-f]+-[0-9a-f]+ )/).map((block) => {
+    const [range, perms, , , , path] = block.split("\n")[0].split(/\s+/);
+    const [start, end] = range.split("-").map((h) => parseInt(h, 16));
+    const field = (name: string) =>
+      Number(new RegExp(`^${name}:\\s+(\\d+) kB`, "m").exec(block)?.[1] ?? 0);
+    const flags = /^VmFlags:(.*)$/m.exec(block)?.[1].trim().split(/\s+/) ?? [];
+    return { start, end, perms, path: path ?? "", rss: field("Rss") * 1024, flags };
+  });
+  let total = 0;
+  maps.forEach((m, i) => {
+    const next = maps[i + 1];
+    const arena = next !== undefined && next.start === m.end && next.perms === "---p";
+    if (
+      m.path === "" && m.perms === "rw-p" && m.flags.includes("nr") && !m.flags.includes("ex") &&
+      !m.flags.includes("dc") && m.end - m.start <= memoryBytes && !arena
+    ) {
+      total += m.rss;
+    }
+  });
+  return Math.min(total, memoryBytes);
 }
 
 /** Formats rows as vmctl's table (header included). */
@@ -114,7 +140,7 @@ export async function collectStatus(
       pid: alive ? s.pid : null,
       vcpus: s.vcpus,
       maxmemBytes: s.memoryBytes,
-      curmemBytes: alive ? residentBytes(s.pid) : null,
+      curmemBytes: alive ? guestResidentBytes(s.pid, s.memoryBytes) : null,
       tty: alive && s.tty ? s.tty : null,
       owner: ownerText(s),
       state: alive ? s.state as StatusRow["state"] : "died",
