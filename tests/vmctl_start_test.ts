@@ -133,3 +133,38 @@ Deno.test({
 });
 
 if (!KVM) console.log(NO_KVM_MESSAGE);
+
+Deno.test({
+  name: "start: the VM process starts whatever the deno binary is called",
+  ignore: !KVM,
+  async fn() {
+    const { rundir, dir, cleanup } = await setUp();
+    try {
+      const renamed = join(dir, "my-runtime");
+      await Deno.copyFile(Deno.execPath(), renamed);
+      await Deno.chmod(renamed, 0o755);
+      const main = new URL("../main.ts", import.meta.url).pathname;
+      const out = await new Deno.Command(renamed, {
+        args: [
+          "run",
+          "--allow-all",
+          "--quiet",
+          main,
+          "start",
+          "-m",
+          "16M",
+          "-b",
+          TICKER,
+          "renamed",
+        ],
+        env: { VMMCTL_RUNDIR: rundir, NO_COLOR: "1" },
+        stdin: "null",
+      }).output();
+      const stderr = new TextDecoder().decode(out.stderr);
+      assert.equal(out.code, 0, stderr);
+      assert.match(stderr, /started vm 1 successfully/);
+    } finally {
+      await cleanup();
+    }
+  },
+});

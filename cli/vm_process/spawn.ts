@@ -44,8 +44,7 @@ export type ReadyLine = { ok: true; id: number; tty: string; pid: number } | {
 /** How to run the VM process: this executable, under `deno run` when we are a script. */
 export function vmProcessCommand(): { command: string; args: string[] } {
   const exec = Deno.execPath();
-  const base = exec.split("/").pop() ?? "";
-  if (base === "deno" || base === "deno.exe") {
+  if (isDenoRuntime(exec)) {
     const main = new URL("../../main.ts", import.meta.url);
     const config = new URL("../../deno.json", import.meta.url);
     return {
@@ -54,6 +53,26 @@ export function vmProcessCommand(): { command: string; args: string[] } {
     };
   }
   return { command: exec, args: [] }; // a `deno compile`d vmmctl
+}
+
+let denoRuntime: boolean | undefined;
+
+/**
+ * Whether `exec` is the deno runtime (we run as a script) rather than a
+ * compiled vmmctl, whatever the binary is called: asked with `--version`,
+ * which deno answers "deno X.Y.Z" and vmmctl "vmmctl X.Y.Z".
+ */
+function isDenoRuntime(exec: string): boolean {
+  if (denoRuntime === undefined) {
+    try {
+      const out = new Deno.Command(exec, { args: ["--version"], stdin: "null", stderr: "null" })
+        .outputSync();
+      denoRuntime = /^deno \d/.test(new TextDecoder().decode(out.stdout));
+    } catch {
+      denoRuntime = !/vmmctl[^/]*$/.test(exec);
+    }
+  }
+  return denoRuntime;
 }
 
 /** Options for {@link startManaged}. */
