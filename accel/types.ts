@@ -96,8 +96,12 @@ export type IrqchipMode = "user" | "kernel";
 /** What a back-end needs to create a VM. */
 export interface VmOptions {
   name: string;
-  /** Guest RAM ranges (page aligned, sorted, not overlapping); the machine's layout decides. */
-  ram: readonly { gpa: number; size: number }[];
+  /**
+   * Guest RAM ranges (page aligned, sorted, not overlapping); the machine's layout decides.
+   * `reserved`: backed memory that is not RAM to the guest (the BIOS flash copy below
+   * 4 GiB); vmm(4) gets it as VM_MEM_RESERVED, as vmd lays it out.
+   */
+  ram: readonly { gpa: number; size: number; reserved?: boolean }[];
   vcpus: number;
   irqchip: IrqchipMode;
 }

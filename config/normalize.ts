@@ -37,7 +37,11 @@ export function normalizedJson(config: VmConfig): string {
       kernel: config.boot.kernel,
       initrd: config.boot.initrd,
       cmdline: config.boot.cmdline,
+      bios: config.boot.bios,
+      device: config.boot.device,
+      onFail: config.boot.onFail,
     },
+    cdrom: config.cdrom,
     disks: config.disks.map((d) => ({
       path: d.path,
       format: d.format,
@@ -73,9 +77,15 @@ export function normalizedToml(config: VmConfig): string {
   }
   if (config.vm.user !== undefined) out.push(`user = ${tomlString(config.vm.user)}`);
   out.push("", "[boot]");
-  out.push(`kernel = ${tomlString(config.boot.kernel)}`);
+  if (config.boot.kernel !== undefined) out.push(`kernel = ${tomlString(config.boot.kernel)}`);
   if (config.boot.initrd !== undefined) out.push(`initrd = ${tomlString(config.boot.initrd)}`);
   out.push(`cmdline = ${tomlString(config.boot.cmdline)}`);
+  if (config.boot.bios !== undefined) out.push(`bios = ${tomlString(config.boot.bios)}`);
+  if (config.boot.device !== undefined) out.push(`device = ${tomlString(config.boot.device)}`);
+  if (config.boot.onFail !== undefined) out.push(`on_fail = ${tomlString(config.boot.onFail)}`);
+  if (config.cdrom !== undefined) {
+    out.push("", "[cdrom]", `path = ${tomlString(config.cdrom.path)}`);
+  }
   for (const disk of config.disks) {
     out.push("", "[[disk]]");
     out.push(`path = ${tomlString(disk.path)}`);

@@ -23,6 +23,18 @@ export type IrqchipName = "user" | "kernel";
 /** Disk image formats; `auto` means detect from the image's header later. */
 export type DiskFormat = "auto" | "raw" | "qcow2";
 
+/** What a BIOS boot tries first. */
+export type BootDevice = "disk" | "cdrom";
+
+/** What a BIOS VM does when nothing boots. */
+export type BootOnFail = "wait" | "end";
+
+/** `boot.on_fail` values. */
+export const BOOT_ON_FAIL: readonly BootOnFail[] = ["wait", "end"];
+
+/** Boot device names in the order error messages list them. */
+export const BOOT_DEVICES: readonly BootDevice[] = ["disk", "cdrom"];
+
 /** Serial console back-ends; `file` writes to `console.path`. */
 export type SerialKind = "stdio" | "pty" | "none" | "file";
 
@@ -59,7 +71,22 @@ export interface VmConfig {
     /** The unprivileged user the VM process becomes after set-up (default `_vmmctl`). */
     user?: string;
   };
-  boot: { kernel: string; initrd?: string; cmdline: string };
+  /**
+   * `kernel` set: it is loaded directly. Unset: the VM boots through the BIOS
+   * (`bios`, or SeaBIOS found at run time) from its first disk.
+   */
+  boot: {
+    kernel?: string;
+    initrd?: string;
+    cmdline: string;
+    bios?: string;
+    /** What the BIOS boots first (bootorder); unset: the first disk. */
+    device?: BootDevice;
+    /** When the BIOS finds nothing to boot: wait (like vmd; default) or end the VM. */
+    onFail?: BootOnFail;
+  };
+  /** A read-only CD-ROM (ISO 9660 image) on virtio-scsi. */
+  cdrom?: { path: string };
   disks: DiskConfig[];
   interfaces: InterfaceConfig[];
   /** `path` is set exactly when `serial` is `"file"`. */
@@ -163,11 +190,23 @@ export const SECTIONS = {
     keys: {
       kernel: {
         type: "path",
-        required: true,
-        doc: "Kernel image (bzImage, ELF or Multiboot v1).",
+        doc:
+          "Kernel image (bzImage, ELF or Multiboot v1); without it the VM boots through the BIOS.",
       },
       initrd: { type: "path", doc: "Optional initial ramdisk." },
       cmdline: { type: "string", default: "", doc: "Kernel command line." },
+      bios: {
+        type: "path",
+        doc: "BIOS firmware for a VM without a kernel (default: SeaBIOS, found at run time).",
+      },
+      device: {
+        type: "string",
+        doc: 'What the BIOS boots first: "disk" (the first [[disk]], default) or "cdrom".',
+      },
+      on_fail: {
+        type: "string",
+        doc: 'When the BIOS finds nothing to boot: "wait" (stay up, like vmd; default) or "end".',
+      },
     },
   },
   disk: {
@@ -179,6 +218,13 @@ export const SECTIONS = {
       format: { type: "string", default: "auto", doc: "auto | raw | qcow2." },
       readonly: { type: "boolean", default: false, doc: "Attach read-only." },
       name: { type: "string", doc: 'Optional device name: letters, digits, "_", "-".' },
+    },
+  },
+  cdrom: {
+    kind: "table",
+    doc: 'A read-only CD-ROM image on virtio-scsi (a BIOS boots it with boot.device = "cdrom").',
+    keys: {
+      path: { type: "path", required: true, doc: "ISO 9660 image." },
     },
   },
   interface: {
@@ -253,8 +299,15 @@ export const SECTION_ALIASES: Readonly<Record<string, SectionName>> = {
 /** Like {@link SECTION_ALIASES}, for keys: section -> common other name -> known key. */
 export const KEY_ALIASES: Readonly<Record<SectionName, Readonly<Record<string, string>>>> = {
   vm: { mem: "memory", ram: "memory", cpus: "vcpus", ncpus: "vcpus", smp: "vcpus", uid: "user" },
-  boot: { append: "cmdline", command_line: "cmdline", ramdisk: "initrd", bzimage: "kernel" },
+  boot: {
+    append: "cmdline",
+    command_line: "cmdline",
+    ramdisk: "initrd",
+    bzimage: "kernel",
+    firmware: "bios",
+  },
   disk: { file: "path", image: "path", ro: "readonly", read_only: "readonly" },
+  cdrom: { file: "path", iso: "path", image: "path" },
   interface: { mac: "lladdr", macaddr: "lladdr", hwaddr: "lladdr", ifname: "tap" },
   console: { console: "serial", output: "serial" },
   display: { vga: "type", vnc_listen: "vnc", http: "web" },

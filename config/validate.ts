@@ -12,6 +12,10 @@ import { formatPath, type PathSegment } from "./key_lines.ts";
 import {
   ACCEL_NAMES,
   type AccelName,
+  BOOT_DEVICES,
+  BOOT_ON_FAIL,
+  type BootDevice,
+  type BootOnFail,
   DISK_FORMATS,
   type DiskConfig,
   type DiskFormat,
@@ -151,6 +155,17 @@ export class Validator {
     const display = this.#display(this.#section(root, "display"));
     const config: VmConfig = { vm, boot, disks, interfaces, console: serial, debug };
     if (display) config.display = display;
+    if (root.cdrom !== undefined) {
+      const table = this.#section(root, "cdrom");
+      const path = this.#required(this.#path(table, ["cdrom"], "path", "read"), table, [
+        "cdrom",
+        "path",
+      ]);
+      if (path !== undefined) config.cdrom = { path };
+    }
+    if (boot.device === "cdrom" && root.cdrom === undefined) {
+      this.#error(["boot", "device"], 'is "cdrom" but there is no [cdrom] section');
+    }
     this.#checkDuplicateDisks(config.disks);
     this.#checkDuplicateInterfaces(config.interfaces);
     this.#checkExitPort(config);
@@ -417,16 +432,21 @@ export class Validator {
 
   #boot(table: Record<string, unknown>): VmConfig["boot"] {
     const path: PathSegment[] = ["boot"];
-    const kernel = this.#required(this.#path(table, path, "kernel", "read"), table, [
-      "boot",
-      "kernel",
-    ]);
     const boot: VmConfig["boot"] = {
-      kernel: kernel ?? "",
       cmdline: this.#string(table, path, "cmdline") ?? SECTIONS.boot.keys.cmdline.default,
     };
+    const kernel = this.#path(table, path, "kernel", "read");
+    if (kernel !== undefined) boot.kernel = kernel;
     const initrd = this.#path(table, path, "initrd", "read");
     if (initrd !== undefined) boot.initrd = initrd;
+    const bios = this.#path(table, path, "bios", "read");
+    if (bios !== undefined) boot.bios = bios;
+    if (table.device !== undefined) {
+      boot.device = this.#enum<BootDevice>(table, path, "device", BOOT_DEVICES, "disk");
+    }
+    if (table.on_fail !== undefined) {
+      boot.onFail = this.#enum<BootOnFail>(table, path, "on_fail", BOOT_ON_FAIL, "wait");
+    }
     return boot;
   }
 

@@ -555,14 +555,42 @@ export interface PciDevice {
   readonly config: PciConfigSpace;
 }
 
-/** The i440FX host bridge (PMC), function 0 of slot 0. */
+/** i440FX: the first PAM (programmable attribute map) register, for 0xF0000-0xFFFFF. */
+export const I440FX_PAM0 = 0x59;
+/** i440FX: number of PAM registers (0x59-0x5F). */
+export const I440FX_PAM_COUNT = 7;
+/** i440FX: the SMRAM control register. */
+export const I440FX_SMRAM = 0x72;
+
+/**
+ * The i440FX host bridge (PMC), function 0 of slot 0, with QEMU's subsystem
+ * IDs (1af4:1100: SeaBIOS takes them as "running on QEMU" and then reads
+ * fw_cfg). The PAM registers and SMRAM are plain read/write storage: guest
+ * RAM backs 0xC0000-0xFFFFF all the time, as on vmd, so shadowing needs no
+ * remapping (see loaders/firmware.ts).
+ */
 export class PciHostBridge implements PciDevice {
   readonly config: PciConfigSpace = new PciConfigSpace({
     vendorId: 0x8086,
     deviceId: 0x1237,
     classCode: 0x060000,
     revisionId: 0x02,
+    subsystemVendorId: 0x1af4,
+    subsystemId: 0x1100,
   });
+
+  constructor() {
+    // PAM0 has only the high nibble (0xF0000 segment); PAM1-6 two nibbles of RE/WE bits.
+    this.config.setWriteMask(I440FX_PAM0, 1, 0x30);
+    this.config.setWriteMask(I440FX_PAM0 + 1, I440FX_PAM_COUNT - 1, 0x333333333333);
+    this.config.setU8(I440FX_SMRAM, 0x02);
+    this.config.setWriteMask(I440FX_SMRAM, 1, 0x78);
+  }
+
+  /** PAM register `index` (0-6) as the guest last wrote it. */
+  pam(index: number): number {
+    return this.config.u8(I440FX_PAM0 + index);
+  }
 }
 
 /** Options of {@link PciHost}. */

@@ -230,6 +230,17 @@ export class RtcMc146818 implements BusDevice, TimedDevice {
     this.#restartPeriodic(this.#clock.nowNs());
   }
 
+  /**
+   * Sets CMOS byte `index` (0x0E-0x7F, the non-clock bytes) before the guest
+   * runs: what the firmware reads, such as the CPU count at 0x5F.
+   */
+  setCmosByte(index: number, value: number): void {
+    if (!Number.isInteger(index) || index < RTC_REG_D + 1 || index > 0x7f) {
+      throw new RangeError(`CMOS index "0x${index.toString(16)}" is not a non-clock byte`);
+    }
+    this.#cmos[index] = value & 0xff;
+  }
+
   /** Whether the guest last wrote the index port with bit 7 (NMI disable) set. */
   get nmiDisabled(): boolean {
     return this.#nmiDisabled;

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Assembles every guests/NAME.asm into guests/bin/NAME.bin (nasm -f bin,
-# Multiboot v1 a.out-kludge images) and regenerates guests/images.ts, which
-# embeds the demo image. The output is byte-for-byte reproducible.
+# Multiboot v1 a.out-kludge images), every guests/disk/NAME.asm into
+# guests/bin/disk/NAME.img (raw disk images a BIOS boots), and regenerates
+# guests/images.ts, which embeds the demo image. The output is byte-for-byte
+# reproducible.
 #
 #   bash guests/build.sh           rebuild in place
 #   bash guests/build.sh --check   rebuild into a temporary directory and fail
@@ -30,7 +32,7 @@ else
   out="$here/bin"
   images="$here/images.ts"
 fi
-mkdir -p "$out"
+mkdir -p "$out" "$out/disk"
 
 names=()
 for src in "$here"/*.asm; do
@@ -38,6 +40,13 @@ for src in "$here"/*.asm; do
   names+=("$name")
   # -Werror: a misspelt macro assembles as an orphan label otherwise.
   nasm -Werror -f bin -I "$here/inc/" -o "$out/$name.bin" "$src"
+done
+disks=()
+for src in "$here"/disk/*.asm; do
+  [[ -e $src ]] || continue
+  name="$(basename "$src" .asm)"
+  disks+=("$name")
+  nasm -Werror -f bin -I "$here/inc/" -o "$out/disk/$name.img" "$src"
 done
 
 {
@@ -109,6 +118,12 @@ if [[ $mode == check ]]; then
       status=1
     fi
   done
+  for name in "${disks[@]}"; do
+    if ! cmp -s "$out/disk/$name.img" "$here/bin/disk/$name.img"; then
+      echo "build.sh: guests/bin/disk/$name.img is not what guests/disk/$name.asm assembles to" >&2
+      status=1
+    fi
+  done
   for committed in "$here"/bin/*.bin; do
     [[ -e $committed ]] || continue
     if [[ ! -e "$out/$(basename "$committed")" ]]; then
@@ -125,4 +140,4 @@ if [[ $mode == check ]]; then
   fi
   exit $status
 fi
-echo "build.sh: built ${#names[@]} guests into guests/bin and wrote guests/images.ts"
+echo "build.sh: built ${#names[@]} guests and ${#disks[@]} disk images into guests/bin and wrote guests/images.ts"

@@ -27,8 +27,10 @@ import { PciHost } from "../devices/pci.ts";
 import { PostPort } from "../devices/post.ts";
 import { DebugExit } from "../devices/debug_exit.ts";
 import { PowerControl, ResetControl } from "../devices/power.ts";
-import { loadKernel, type LoadResult } from "../loaders/detect.ts";
+import { loadKernel } from "../loaders/detect.ts";
 import { readImageFile } from "../loaders/image_file.ts";
+import type { CpuState } from "../accel/types.ts";
+import type { BiosPlatform } from "./bios.ts";
 import { attachVirtioDevices, type VirtioDevices } from "../devices/virtio/attach.ts";
 import { Bus } from "../core/bus.ts";
 import { memoryLayout } from "../core/layout.ts";
@@ -91,6 +93,21 @@ export function describeOutcome(o: Outcome): string {
   }
 }
 
+/**
+ * With VMMCTL_BIOS_DEBUG=PATH, SeaBIOS's debug log goes to PATH, each line
+ * prefixed with milliseconds since the VM started (for finding slow steps).
+ */
+function biosDebugLog(): ((line: string) => void) | undefined {
+  const path = Deno.env.get("VMMCTL_BIOS_DEBUG");
+  if (!path) return undefined;
+  const file = Deno.openSync(path, { write: true, create: true, truncate: true });
+  const start = performance.now();
+  const enc = new TextEncoder();
+  return (line) => {
+    file.writeSync(enc.encode(`${(performance.now() - start).toFixed(1).padStart(8)} ${line}\n`));
+  };
+}
+
 /** Refuses guest RAM larger than the host's: it could never be backed. */
 export function checkHostMemory(
   memoryBytes: number,
@@ -112,6 +129,13 @@ export interface MachineOptions {
   /** Where COM1's output goes (called synchronously from the vCPU thread). */
   serialOut: (bytes: Uint8Array) => void;
   clock?: Clock;
+  /**
+   * The BIOS platform code (machine/bios.ts), loaded on demand by whoever builds a VM
+   * without a kernel: `await import("./bios.ts")`.
+   */
+  bios?: typeof import("./bios.ts");
+  /** virtio-scsi (devices/virtio/scsi.ts), loaded on demand for a VM with a [cdrom]. */
+  scsi?: typeof import("../devices/virtio/scsi.ts");
   /** The kernel image, when it does not come from `config.boot.kernel` (built-in demo). */
   kernelImage?: Uint8Array;
   /**
@@ -138,7 +162,10 @@ export class Machine {
   readonly post: PostPort;
   readonly pci: PciHost;
   readonly timed: TimedDevice[] = [];
-  readonly boot: LoadResult;
+  /** The boot vCPU's first state and a line for the log. */
+  readonly boot: { state: CpuState; summary: string };
+  /** fw_cfg, the PIIX3 and port 0x92, when the VM boots through the BIOS. */
+  readonly bios?: BiosPlatform;
   /** The virtio devices (disks, network cards, rng, vmmci) on PCI. */
   readonly virtio: VirtioDevices;
   /** The 8042 with its PS/2 keyboard and mouse. */
@@ -162,26 +189,40 @@ export class Machine {
     this.clock = options.clock ?? hostClock;
     checkHostMemory(config.vm.memoryBytes);
     const layout = memoryLayout(config.vm.memoryBytes, { vgaHole: options.display !== undefined });
+    const bios = options.bios;
+    const needsBios = config.boot.kernel === undefined && options.kernelImage === undefined;
+    if (needsBios && !bios) {
+      throw new Error("A VM without boot.kernel boots through the BIOS: pass options.bios");
+    }
+    const firmware = needsBios ? bios!.loadFirmwareFor(config) : undefined;
     // Bounded by guest RAM before a byte is read: nothing larger can be loaded.
     const ramBytes = config.vm.memoryBytes;
-    const image = options.kernelImage ?? readImageFile(config.boot.kernel, ramBytes, "kernel");
+    const image = firmware
+      ? undefined
+      : options.kernelImage ?? readImageFile(config.boot.kernel!, ramBytes, "kernel");
     const initrd = config.boot.initrd
       ? readImageFile(config.boot.initrd, ramBytes, "initrd")
       : undefined;
     this.vm = accel.createVm({
       name: config.vm.name,
-      ram: layout.ram,
+      ram: firmware ? [...layout.ram, bios!.firmwareRamRange(firmware)] : layout.ram,
       vcpus: config.vm.vcpus,
       irqchip: this.irqchip,
     });
     try {
-      this.boot = loadKernel(image, {
-        memory: this.vm.memory,
-        e820: layout.e820,
-        cmdline: config.boot.cmdline,
-        initrd,
-        name: config.boot.kernel,
-      });
+      this.boot = firmware
+        ? {
+          // KVM starts at the architectural reset vector; vmm(4) as vmd starts it (CS base 0xF0000).
+          state: bios!.firmwareEntryState(accel.name === "kvm"),
+          summary: `BIOS firmware ${firmware.path} (${firmware.bytes.length / 1024} KiB)`,
+        }
+        : loadKernel(image!, {
+          memory: this.vm.memory,
+          e820: layout.e820,
+          cmdline: config.boot.cmdline,
+          initrd,
+          name: config.boot.kernel ?? "(built-in image)",
+        });
 
       const end = (o: Outcome) => {
         this.outcome ??= o;
@@ -231,8 +272,37 @@ export class Machine {
           new DebugExit((status: number) => end({ kind: "exit-port", status })),
         );
       }
-      // Virtio devices take the PCI slots after the host bridge.
-      this.virtio = attachVirtioDevices(this);
+      if (firmware) {
+        this.bios = bios!.attachBiosPlatform({
+          config,
+          pio: this.pio,
+          pci: this.pci,
+          rtc: this.rtc,
+          memory: this.vm.memory,
+          ram: layout.ram,
+          reset: () => end({ kind: "reset" }),
+          debugLog: biosDebugLog(),
+        }, firmware);
+      }
+      // Virtio devices take the PCI slots after the host bridge (and the PIIX3).
+      const router = this.bios
+        ? new bios!.PirqRouter(this.bios.isa, (irq) => this.irq(irq))
+        : undefined;
+      this.virtio = attachVirtioDevices(this, {
+        firmwareAssignsBars: router !== undefined,
+        pciIrq: router && ((slot) => router.lineFor(slot)),
+        scsi: options.scsi,
+      });
+      if (this.bios) {
+        const disk = this.virtio.all.find((d) => d.backend === this.virtio.blks[0]);
+        const cd = this.virtio.all.find((d) => d.backend === this.virtio.scsi);
+        const order = [
+          ...(disk ? [{ device: disk }] : []),
+          ...(cd ? [{ device: cd, scsi: true }] : []),
+        ];
+        if (config.boot.device === "cdrom") order.reverse();
+        bios!.setBootOrder(this.bios.fwCfg, this.pci, order);
+      }
       if (options.display) {
         this.display = options.display.attach(this, options.display.shared, { firmware: false });
         this.timed.push(this.display.input);

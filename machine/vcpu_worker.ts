@@ -54,6 +54,11 @@ self.onmessage = async (event: MessageEvent<WorkerRequest>) => {
         : sink.write,
       clock,
       kernelImage: req.kernelImage,
+      // Loaded only for the VMs that need them (a KVM start of a kernel loads neither).
+      bios: req.config.boot.kernel === undefined && req.kernelImage === undefined
+        ? await import("./bios.ts")
+        : undefined,
+      scsi: req.config.cdrom ? await import("../devices/virtio/scsi.ts") : undefined,
       display: req.display
         ? { shared: req.display, attach: (await import("./display.ts")).attachDisplay }
         : undefined,

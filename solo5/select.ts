@@ -44,9 +44,10 @@ function startsWithElfMagic(path: string): boolean {
 export function isUnikernelConfig(config: VmConfig, kernelImage?: Uint8Array): boolean {
   if (kernelImage) return detectKernelFormat(kernelImage) === "solo5-hvt";
   // Only ELF files can be unikernels: look at four bytes before reading a whole kernel.
-  if (!startsWithElfMagic(config.boot.kernel)) return false;
+  const kernel = config.boot.kernel;
+  if (kernel === undefined || !startsWithElfMagic(kernel)) return false;
   try {
-    const image = readImageFile(config.boot.kernel, config.vm.memoryBytes, "kernel");
+    const image = readImageFile(kernel, config.vm.memoryBytes, "kernel");
     return detectKernelFormat(image) === "solo5-hvt";
   } catch {
     return false;

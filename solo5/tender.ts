@@ -89,9 +89,8 @@ export class Solo5Machine {
     const { config, accel } = options;
     this.config = config;
     this.clock = options.clock ?? hostClock;
-    const name = config.boot.kernel;
-    const data = options.kernelImage ??
-      readImageFile(config.boot.kernel, config.vm.memoryBytes, "kernel");
+    const name = config.boot.kernel ?? "(no kernel)";
+    const data = options.kernelImage ?? readImageFile(name, config.vm.memoryBytes, "kernel");
     this.image = inspectUnikernel(data, name);
     this.devices = attachDevices(this.image.manifest, config.disks, config.interfaces, {
       vmName: config.vm.name,

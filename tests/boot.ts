@@ -35,8 +35,16 @@ export interface BootResult {
 
 /** Options for {@link bootGuest}. */
 export interface BootOptions {
-  /** Path of the kernel image. */
-  kernel: string;
+  /** Path of the kernel image; without one the VM boots through the BIOS. */
+  kernel?: string;
+  /** BIOS firmware (boot.bios) for a VM without a kernel. */
+  bios?: string;
+  /** A CD-ROM image ([cdrom] path). */
+  cdrom?: string;
+  /** What a BIOS boots first (boot.device). */
+  bootDevice?: "disk" | "cdrom";
+  /** boot.on_fail. */
+  onFail?: "wait" | "end";
   cmdline?: string;
   accel?: AccelChoice;
   irqchip?: "user" | "kernel";
@@ -64,7 +72,14 @@ export function guestConfig(o: BootOptions): VmConfig {
       accel: o.accel ?? "kvm",
       irqchip: o.irqchip ?? "user",
     },
-    boot: { kernel: o.kernel, cmdline: o.cmdline ?? "" },
+    boot: {
+      ...(o.kernel !== undefined ? { kernel: o.kernel } : {}),
+      ...(o.bios !== undefined ? { bios: o.bios } : {}),
+      ...(o.bootDevice !== undefined ? { device: o.bootDevice } : {}),
+      ...(o.onFail !== undefined ? { onFail: o.onFail } : {}),
+      cmdline: o.cmdline ?? "",
+    },
+    ...(o.cdrom !== undefined ? { cdrom: { path: o.cdrom } } : {}),
     disks: o.disks ?? [],
     interfaces: o.interfaces ?? [],
     console: { serial: "none" },

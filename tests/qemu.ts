@@ -28,7 +28,14 @@ export const QEMU_CPU = "qemu64,vendor=GenuineIntel";
 /** The machine QEMU builds: the one argument list of the tests and the benchmarks. */
 export interface QemuMachineOptions {
   /** Path of the Multiboot kernel image (`-kernel`). */
-  kernel: string;
+  kernel?: string;
+  /**
+   * A raw disk image on virtio-blk instead of a kernel: SeaBIOS boots it,
+   * with `-nographic` so it mirrors its screen to COM1 (sercon).
+   */
+  disk?: string;
+  /** An ISO image on a virtio-scsi CD-ROM (boots first when `disk` is absent). */
+  cdrom?: string;
   /** Multiboot command line (`-append`); QEMU prefixes the kernel's path. */
   cmdline?: string;
   /** "tcg" (software, fast to start) or "kvm". */
@@ -69,14 +76,25 @@ export function qemuArgs(options: QemuMachineOptions): string[] {
     "-cpu",
     QEMU_CPU,
     ...(options.memoryMiB === undefined ? [] : ["-m", String(options.memoryMiB)]),
-    "-kernel",
-    options.kernel,
+    ...(options.kernel !== undefined ? ["-kernel", options.kernel] : []),
+    ...(options.disk !== undefined ? ["-drive", `file=${options.disk},format=raw,if=virtio`] : []),
+    ...(options.cdrom !== undefined
+      ? [
+        "-drive",
+        `file=${options.cdrom},format=raw,if=none,id=cd0,media=cdrom,readonly=on`,
+        "-device",
+        "virtio-scsi-pci",
+        "-device",
+        "scsi-cd,drive=cd0",
+      ]
+      : []),
+    ...(options.disk !== undefined || options.cdrom !== undefined
+      ? ["-nographic", "-monitor", "none"]
+      : ["-display", "none"]),
     "-device",
     "isa-debug-exit,iobase=0xf4,iosize=4",
     "-serial",
     "stdio",
-    "-display",
-    "none",
     "-no-reboot",
     "-nodefaults",
   ];

@@ -463,26 +463,29 @@ Deno.test("vmctl: import writes NAME.toml files that check and load accept", asy
   try {
     const disk = join(dir, "web.img");
     await Deno.writeFile(disk, new Uint8Array(4096));
+    const iso = join(dir, "x.iso");
+    await Deno.writeFile(iso, new Uint8Array(4096));
     const conf = join(dir, "vm.conf");
     await Deno.writeTextFile(
       conf,
       `kern = "${guestPath("ticker")}"\n` +
-        'vm "web" {\n  boot $kern\n  disk "web.img"\n  memory 64M\n  cdrom "/iso/x.iso"\n}\n' +
+        'vm "web" {\n  boot $kern\n  disk "web.img"\n  memory 64M\n  cdrom "x.iso"\n}\n' +
         'vm "db" {\n  boot $kern\n  disable\n}\n',
     );
     const out = join(dir, "defs");
     const imp = await vmmctl(rundir, ["import", "-o", out, conf]);
     assert.equal(imp.code, 0, imp.stderr);
     assert.equal(imp.stdout, `vmmctl: wrote ${out}/web.toml\nvmmctl: wrote ${out}/db.toml\n`);
-    assert.match(
-      imp.stderr,
-      /^vmmctl: warning: .*vm\.conf:6: vm "web": cdrom "\/iso\/x\.iso": not converted/m,
-    );
+    assert.match(imp.stderr, /^vmmctl: warning: .*vm\.conf:2: vm "web": enabled \(vmd starts it/m);
     for (const name of ["web", "db"]) {
       const check = await vmmctl(rundir, ["check", join(out, `${name}.toml`)]);
       assert.equal(check.code, 0, check.stderr);
     }
     assert.match(Deno.readTextFileSync(join(out, "web.toml")), new RegExp(`path = "${disk}"`));
+    assert.match(
+      Deno.readTextFileSync(join(out, "web.toml")),
+      new RegExp(`\\[cdrom\\]\npath = "${iso}"`),
+    );
     const again = await vmmctl(rundir, ["import", "-o", out, conf]);
     assert.equal(again.code, 1);
     assert.match(again.stderr, /web\.toml" exists; use --force to overwrite it/);

@@ -15,6 +15,12 @@ pkgs=(
   gcc             # the vmm(4) header probe against test header trees
   man-db          # man -l renders the manual pages in man/
   mandoc          # mandoc -T lint checks them
+  seabios         # the BIOS firmware VMs without a kernel boot through (and the BIOS tests)
+  grub-pc-bin     # grub-mkrescue's BIOS modules: the gated ISO boot tests
+  xorriso         # grub-mkrescue writes the ISO with it
+  mtools          # grub-mkrescue
+  syslinux        # isolinux/syslinux boot images
+  isolinux
 )
 
 say() { echo "install-deps: $*" >&2; }

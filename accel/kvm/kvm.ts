@@ -29,9 +29,12 @@ import { VcpuBase } from "../vcpu_base.ts";
 import { kickVcpu } from "../kick.ts";
 import * as abi from "./abi.ts";
 
-/** Where KVM wants its private pages on Intel (below 4 GiB, in the PCI hole, above MMIO). */
-const KVM_TSS_ADDR = 0xfffb_d000;
-const KVM_IDENTITY_MAP_ADDR = 0xfffb_c000;
+/**
+ * Where KVM wants its private pages on Intel (below 4 GiB, in the PCI hole, above the LAPIC):
+ * QEMU's addresses, below the 16 MiB a BIOS flash image may take under 4 GiB.
+ */
+const KVM_TSS_ADDR = 0xfeff_d000;
+const KVM_IDENTITY_MAP_ADDR = 0xfeff_c000;
 const PAGE_BYTES = 4096;
 /** Memory slots from here on hold device memory (RAM uses the first few). */
 const FIRST_DEVICE_SLOT = 32;

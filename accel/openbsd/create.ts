@@ -162,7 +162,7 @@ function mappedRegions(
   const view = new DataView(params.buffer);
   const regions: MemoryRegion[] = [];
   ranges.forEach((r, i) => {
-    if (r.type !== abi.VM_MEM_RAM) return;
+    if (r.type === abi.VM_MEM_MMIO) return; // RAM and reserved ranges (the BIOS copy) are backed
     const va = view.getBigUint64(layout.offsetOf(`vcp_memranges[${i}].vmr_va`), true);
     if (va === 0n || va % BigInt(PAGE) !== 0n) {
       throw new Error(

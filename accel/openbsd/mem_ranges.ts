@@ -37,10 +37,14 @@ export interface VmmMemRange {
  * offending range.
  */
 export function vmmMemRanges(
-  ram: readonly { gpa: number; size: number }[],
+  ram: readonly { gpa: number; size: number; reserved?: boolean }[],
   holeBase: number = PCI_HOLE_BASE,
 ): VmmMemRange[] {
-  const ranges: VmmMemRange[] = ram.map((r) => ({ ...r, type: abi.VM_MEM_RAM }));
+  const ranges: VmmMemRange[] = ram.map((r) => ({
+    gpa: r.gpa,
+    size: r.size,
+    type: r.reserved ? abi.VM_MEM_RESERVED : abi.VM_MEM_RAM,
+  }));
   // Gaps inside low RAM (the VGA window at 0xA0000) are MMIO too.
   const sorted = [...ram].sort((a, b) => a.gpa - b.gpa);
   for (let i = 1; i < sorted.length; i++) {
@@ -49,7 +53,8 @@ export function vmmMemRanges(
       ranges.push({ gpa: end, size: sorted[i].gpa - end, type: abi.VM_MEM_MMIO });
     }
   }
-  const lowEnd = ram.filter((r) => r.gpa < FOUR_GIB)
+  // Low RAM's end, not the BIOS flash copy's (which ends at 4 GiB inside the hole).
+  const lowEnd = ram.filter((r) => r.gpa < FOUR_GIB && !r.reserved)
     .reduce((end, r) => Math.max(end, Math.min(r.gpa + r.size, FOUR_GIB)), 0);
   // Holes between RAM inside [min(low RAM end, holeBase), 4 GiB).
   let cursor = Math.min(holeBase, Math.ceil(lowEnd / PAGE) * PAGE);

@@ -168,7 +168,7 @@ export const solo5Command: Command = {
   preprocess: preprocessSolo5Args,
   async run(positionals, flags) {
     const config = solo5Config(positionals, flags);
-    const data = readImageFile(config.boot.kernel, config.vm.memoryBytes, "kernel");
+    const data = readImageFile(config.boot.kernel!, config.vm.memoryBytes, "kernel");
     const image = inspectUnikernel(data, positionals[0]);
     checkBindings(image.manifest, config.disks, config.interfaces);
     const verbose = flags.verbose === true;

@@ -14,7 +14,7 @@
  * @module
  */
 
-import { dirname } from "node:path";
+import { basename, dirname } from "node:path";
 import { parseConfig } from "../parse.ts";
 import { normalizedToml } from "../normalize.ts";
 import type { VmConfig } from "../schema.ts";
@@ -240,26 +240,25 @@ function convert(
     warnings.push(`${where(line)}: ${message}`);
     notes.push(message);
   };
-  let kernel = def.boot?.path;
-  if (kernel === undefined) {
-    kernel = VMD_BIOS_PATH;
-    note(
-      def.line,
-      `no "boot" line: vmd would boot its BIOS (${VMD_BIOS_PATH}), which vmmctl cannot run; ` +
-        "set boot.kernel to a kernel image",
-    );
-  }
+  // No boot line: vmd boots its BIOS, and so does vmmctl (SeaBIOS, found at run time). A boot
+  // line naming the BIOS image is a BIOS boot with that firmware.
+  const bootPath = def.boot?.path;
+  const isBios = bootPath !== undefined && basename(bootPath) === basename(VMD_BIOS_PATH);
+  const boot: VmConfig["boot"] = { cmdline: "" };
+  if (bootPath !== undefined && !isBios) boot.kernel = bootPath;
+  if (isBios && bootPath !== VMD_BIOS_PATH) boot.bios = bootPath;
   if (def.bootDevice) {
-    note(
-      def.bootDevice.line,
-      `boot device ${def.bootDevice.device}: not converted: vmmctl boots boot.kernel directly`,
-    );
-  }
-  if (def.cdrom) {
-    note(
-      def.cdrom.line,
-      `cdrom "${def.cdrom.path}": not converted: vmmctl has no CD-ROM device yet`,
-    );
+    const device = def.bootDevice.device;
+    if (boot.kernel !== undefined) {
+      note(
+        def.bootDevice.line,
+        `boot device ${device}: not converted: the VM boots its kernel directly, not the BIOS`,
+      );
+    } else if (device === "cdrom" || device === "disk") {
+      boot.device = device;
+    } else {
+      note(def.bootDevice.line, `boot device ${device}: not converted: vmmctl has no network boot`);
+    }
   }
   if (def.allowInstance !== undefined && mode === "import") {
     note(def.allowInstance.line, "allow instance: not converted: vmmctl has no instances");
@@ -331,11 +330,12 @@ function convert(
       irqchip: "user",
       ...(owner ? { owner } : {}),
     },
-    boot: { kernel, cmdline: "" },
+    boot,
     disks: def.disks.map((d) => ({ path: d.path, format: d.format ?? "auto", readonly: false })),
     interfaces,
     console: { serial: "stdio" },
     debug: {},
+    ...(def.cdrom ? { cdrom: { path: def.cdrom.path } } : {}),
   };
   const header = [
     `# Imported from ${at.file}:${at.line} (vm "${at.name}") by vmmctl import.`,

@@ -25,6 +25,7 @@ import { VirtioRng } from "./rng.ts";
 import type { VirtioBackend } from "./virtio.ts";
 import { Vmmci } from "./vmmci.ts";
 import { VirtioNet } from "./net.ts";
+import type { VirtioScsi } from "./scsi.ts";
 import { openTap } from "../../net/tap.ts";
 import { macForInterface } from "./net.ts";
 
@@ -54,6 +55,8 @@ export class VirtioDevices {
   readonly all: VirtioPciDevice[] = [];
   readonly blks: VirtioBlk[] = [];
   readonly nets: VirtioNet[] = [];
+  /** The CD-ROM's SCSI controller, with `[cdrom]`. */
+  scsi?: VirtioScsi;
   rng?: VirtioRng;
   vmmci?: Vmmci;
 
@@ -79,6 +82,15 @@ export interface AttachOptions {
   rng?: boolean;
   /** Attach the VMM control device (default true). */
   vmmci?: boolean;
+  /** Leave BARs unassigned for the firmware to place (default false: pre-assigned). */
+  firmwareAssignsBars?: boolean;
+  /**
+   * The INTA# line of the device in PCI `slot` (a BIOS machine routes it
+   * through the PIIX3); default: ISA IRQs 5, 9, 10, 11 round-robin.
+   */
+  pciIrq?: (slot: number) => IrqLine;
+  /** devices/virtio/scsi.ts, loaded on demand: needed for a `[cdrom]`. */
+  scsi?: typeof import("./scsi.ts");
 }
 
 /**
@@ -102,10 +114,11 @@ export function attachVirtioDevices(
       throw new Error(`No free PCI slot for "${backend.name}"`);
     }
     const irqNumber = VIRTIO_IRQS[n % VIRTIO_IRQS.length];
-    setLevelTriggered(machine, irqNumber);
+    // With a router the firmware sets the ELCR and the interrupt line register itself.
+    if (!options.pciIrq) setLevelTriggered(machine, irqNumber);
     const dev = new VirtioPciDevice(backend, {
       mem,
-      irq: machine.irq(irqNumber),
+      irq: options.pciIrq?.(slot) ?? machine.irq(irqNumber),
       irqNumber,
       ids,
       onDeadlineChange: () => {
@@ -115,7 +128,7 @@ export function attachVirtioDevices(
     dev.attach(
       machine.pio,
       machine.mmio,
-      VIRTIO_IO_BASE + VIRTIO_IO_STRIDE * n,
+      options.firmwareAssignsBars ? undefined : VIRTIO_IO_BASE + VIRTIO_IO_STRIDE * n,
       PCI_MMIO_BASE + MODERN_BAR_BYTES * n,
     );
     machine.pci.addDevice(slot, dev);
@@ -147,6 +160,12 @@ export function attachVirtioDevices(
       devices.blks.push(blk);
       add(blk);
     });
+    const cdrom = machine.config.cdrom;
+    if (cdrom) {
+      if (!options.scsi) throw new Error("A VM with a [cdrom] needs options.scsi");
+      devices.scsi = new options.scsi.VirtioScsi(openCdrom(cdrom.path));
+      add(devices.scsi);
+    }
     machine.config.interfaces.forEach((itf, i) => {
       let tap;
       try {
@@ -179,6 +198,30 @@ export function attachVirtioDevices(
     throw e;
   }
   return devices;
+}
+
+/** Where an ISO 9660 image has its first volume descriptor's "CD001". */
+const ISO9660_MAGIC_OFFSET = 0x8001;
+
+/** Opens a CD-ROM image read-only; refuses files that are not ISO 9660. */
+export function openCdrom(path: string): ReturnType<typeof openDiskImage> {
+  let image;
+  try {
+    image = openDiskImage(path, { format: "raw", readonly: true });
+  } catch (e) {
+    throw new Error(`Cannot attach CD-ROM "${path}": ${e instanceof Error ? e.message : e}`, {
+      cause: e,
+    });
+  }
+  const magic = new Uint8Array(5);
+  if (image.sizeBytes >= ISO9660_MAGIC_OFFSET + 5) image.read(ISO9660_MAGIC_OFFSET, magic);
+  if (new TextDecoder().decode(magic) !== "CD001") {
+    image.close();
+    throw new Error(
+      `Cannot attach CD-ROM "${path}": it is not an ISO 9660 image (no "CD001" at byte 32769)`,
+    );
+  }
+  return image;
 }
 
 /** Programs the ELCR so `irq` is level-triggered: our PIC's, or the in-kernel one's. */

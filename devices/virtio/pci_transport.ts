@@ -331,11 +331,13 @@ export class VirtioPciDevice implements PciDevice, TimedDevice {
   }
 
   /**
-   * Declares the BARs, pre-assigns them (we have no firmware) at `ioBase`
-   * and `mmioBase`, enables decoding and bus mastering, and keeps the
-   * buses in step when the guest moves them.
+   * Declares the BARs, pre-assigns them (when there is no firmware to do
+   * it) at `ioBase` and `mmioBase`, enables decoding and bus mastering, and
+   * keeps the buses in step when the guest moves them. With a BIOS,
+   * `ioBase` is undefined: the BARs start unassigned and not decoding, as on
+   * hardware, so the firmware never moves one onto another's old place.
    */
-  attach(pio: Bus, mmio: Bus, ioBase: number, mmioBase: number): void {
+  attach(pio: Bus, mmio: Bus, ioBase: number | undefined, mmioBase: number): void {
     this.config.addIoBar(
       LEGACY_BAR,
       this.legacyBarBytes,
@@ -350,6 +352,7 @@ export class VirtioPciDevice implements PciDevice, TimedDevice {
         { is64: true },
       );
     }
+    if (ioBase === undefined) return;
     const put = (offset: number, value: number) => {
       const data = new Uint8Array(4);
       setLe(data, value);
