@@ -75,6 +75,8 @@ export interface Vcpu {
   readyForInterrupt(): boolean;
   /** Injects external interrupt `vector` (only when {@link readyForInterrupt}). */
   injectInterrupt(vector: number): void;
+  /** Injects an NMI (local APIC NMI delivery; back-ends without it omit this). */
+  injectNmi?(): void;
   /** Asks for an `interrupt-window` exit as soon as the guest can take an interrupt. */
   requestInterruptWindow(wanted: boolean): void;
   /** " at RIP 0x... (CS base 0x...): <bytes>" for reports; "" when unavailable. */
@@ -111,15 +113,24 @@ export interface DeviceMapping {
   /** Removes the mapping (the host memory stays the caller's). */
   unmap(): void;
 }
+/**
+ * What another thread needs to reach the same VM (its fd, where its RAM is
+ * mapped); structured-clonable. See {@link Vm.share} and {@link Accel.attachVm}.
+ */
+export type VmShare = Record<string, string | number | boolean | (number | string)[]>;
 
 /** A virtual machine: memory, vCPUs and (for in-kernel irqchips) interrupt lines. */
 export interface Vm {
+  /** For a vCPU thread of its own per vCPU (back-ends that support several). */
+  share?(): VmShare;
   /** Guest RAM, as the back-end mapped it. */
   readonly memory: GuestMemory;
   /** Creates vCPU `id` with `state` as its initial architectural state. */
   createVcpu(id: number, state: CpuState): Vcpu;
   /** Drives an interrupt line of the in-kernel irqchip (irqchip "kernel" only). */
   setIrqLine(irq: number, high: boolean): void;
+  /** Injects an MSI into the in-kernel APICs (irqchip "kernel" only). */
+  signalMsi?(address: number, data: number): void;
   /** Makes ISA `irq` level-triggered in the in-kernel PIC's ELCR (irqchip "kernel" only). */
   setIrqLevelTriggered?(irq: number): void;
   /**
@@ -137,6 +148,11 @@ export interface Accel {
   /** "kvm", "openbsd", "fake", ... */
   readonly name: string;
   createVm(options: VmOptions): Vm;
+  /**
+   * The VM another thread shared (same fd and RAM, owned by the sharer:
+   * closing the returned Vm releases nothing of it).
+   */
+  attachVm?(share: VmShare, options: VmOptions): Vm;
   /** Kicks a vCPU (from any thread) out of `run()`; `run()` then returns `interrupted`. */
   kick(token: KickToken): void;
   /** Releases the hypervisor device (after every VM of it is closed). */

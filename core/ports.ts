@@ -31,6 +31,8 @@ export interface PortRange {
 /** Base port of each fixed device. */
 export const PORTS = {
   PIC_MASTER: 0x20,
+  /** The IMCR's select (0x22) and data (0x23) registers. */
+  IMCR: 0x22,
   PIT: 0x40,
   I8042_DATA: 0x60,
   PORT61: 0x61,
@@ -40,6 +42,8 @@ export const PORTS = {
   PIC_SLAVE: 0xa0,
   COM1: 0x3f8,
   ELCR: 0x4d0,
+  /** ACPI PM1a event block (status, enable); PM1a control follows at POWER. */
+  PM1A_EVT: 0x600,
   POWER: 0x604,
   /** 0xCF8 (32-bit) PCI address; a byte at 0xCF9 is reset control. */
   PCI_ADDRESS: 0xcf8,
@@ -49,6 +53,7 @@ export const PORTS = {
 /** How many ports each fixed device decodes from its base. */
 export const PORT_BYTES: Readonly<Record<keyof typeof PORTS, number>> = {
   PIC_MASTER: 2,
+  IMCR: 2,
   PIT: 4,
   I8042_DATA: 1,
   PORT61: 1,
@@ -58,6 +63,7 @@ export const PORT_BYTES: Readonly<Record<keyof typeof PORTS, number>> = {
   PIC_SLAVE: 2,
   COM1: 8,
   ELCR: 2,
+  PM1A_EVT: 4,
   POWER: 2,
   PCI_ADDRESS: 4,
   PCI_DATA: 4,

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { inb, inN, outb, outN } from "./fakes.ts";
-import { PowerControl, ResetControl } from "./power.ts";
+import { inb, inN, outb, outN, RecordingIrqLine } from "./fakes.ts";
+import { AcpiPmEvents, PM1_PWRBTN, PM1_WAK_STS, PowerControl, ResetControl } from "./power.ts";
 
 Deno.test("power: SLP_EN in a 16-bit write powers off, whatever SLP_TYP", () => {
   let offs = 0;
@@ -41,4 +41,25 @@ Deno.test("reset control: RST_CPU resets (0x06, 0x0E); others are stored", () =>
   assert.equal(inb(rcr, 0), 0x0a, "RST_CPU reads 0");
   outN(rcr, 0, 4, 0xffffff00);
   assert.equal(resets, 2, "wide write: low byte 0");
+});
+
+Deno.test("acpi pm1: the power button raises the SCI only when enabled; status is write-one-to-clear", () => {
+  const sci = new RecordingIrqLine();
+  const pm = new AcpiPmEvents(sci);
+  pm.pressPowerButton();
+  assert.equal(inN(pm, 0, 2), PM1_PWRBTN);
+  assert.equal(sci.level, false, "PWRBTN_EN clear: no SCI");
+  outN(pm, 2, 2, 0xffff);
+  assert.equal(inN(pm, 2, 2), 0x0721, "only the defined enable bits stick");
+  assert.equal(sci.level, true);
+  assert.equal(inN(pm, 0, 4), (0x0721 << 16) | PM1_PWRBTN, "a dword read sees both registers");
+  outN(pm, 0, 2, 0); // writing zeros clears nothing
+  assert.equal(sci.level, true);
+  outN(pm, 0, 2, PM1_PWRBTN);
+  assert.equal(inN(pm, 0, 2), 0);
+  assert.equal(sci.level, false);
+  assert.deepEqual(sci.history, [true, false]);
+  outN(pm, 0, 2, 0xffff); // clearing bits that are not set, and the wake bit, is harmless
+  assert.equal(inN(pm, 0, 2) & PM1_WAK_STS, 0);
+  assert.equal(inN(pm, 4, 1), 0, "past the block");
 });

@@ -87,6 +87,28 @@ function pioloopLines(count: number): string[] {
   return ["pioloop guest", `n=${count}`, "back in ring 0", "done"];
 }
 
+/**
+ * What the smp guest prints with `cpus` processors: each AP comes up and
+ * answers its ping in order, then the BSP's APIC timer and the I/O APIC.
+ */
+export function smpLines(cpus: number): string[] {
+  const aps = Array.from({ length: cpus - 1 }, (_, i) => i + 1);
+  return [
+    "smp guest",
+    `madt cpus=${cpus}`,
+    "bsp apic id=0",
+    ...aps.map((n) => `cpu ${n} up, apic id ${n}`),
+    ...aps.map((n) => `cpu ${n} got ping`),
+    `bsp got pongs=${cpus - 1}`,
+    ...aps.map((n) => `cpu ${n} got nmi`),
+    `bsp got nmi answers=${cpus - 1}`,
+    `broadcast seen by=${cpus - 1}`,
+    "lapic periodic ticks=10",
+    "lapic one-shot fired, count=0",
+    "ioapic pit ticks=10",
+  ];
+}
+
 /** A date and time as the demo guest prints it: `RTC: YYYY-MM-DD HH:MM:SS`. */
 export const RTC_LINE =
   /^RTC: (\d{4})-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01]) ([01]\d|2[0-3]):([0-5]\d):([0-5]\d)$/;
@@ -192,6 +214,13 @@ export const GUEST_EXPECTATIONS: readonly GuestExpectation[] = [
     end: { kind: "debug-exit", value: 0x16 },
     lines: pioloopLines(1000),
   },
+  {
+    // One CPU here; tests/smp_guests_test.ts runs it with 2 and 4 (QEMU -smp N beside).
+    name: "smp",
+    status: debugExitStatus(0x31),
+    end: { kind: "debug-exit", value: 0x31 },
+    lines: smpLines(1),
+  },
 ];
 
 /** Splits serial output into lines at LF, dropping CRs before it and a final empty line. */
@@ -274,6 +303,18 @@ export const VIRTIO_GUEST_EXPECTATIONS: readonly VirtioGuestExpectation[] = [
     end: { kind: "debug-exit", value: 0x20 },
     lines: virtioBlkLines("modern"),
   },
+];
+
+/** What the msix guest prints (tests/msix_guest_test.ts; a disk with "host sector zero"). */
+export const MSIX_LINES: readonly string[] = [
+  "msix guest",
+  "msix table size=2",
+  "queue 0 vector=1",
+  "vector 9 reads ffff",
+  "host sector zero",
+  "msix interrupts=1",
+  "masked: interrupts=1 pba=2",
+  "unmasked: interrupts=2 pba=0",
 ];
 
 /** What virtio_hostile prints (tests/virtio_guests_test.ts, same disk as virtio_blk). */

@@ -10,6 +10,7 @@ import { fileURLToPath } from "node:url";
 
 /** Names of the guests in guests/bin/ (NAME.bin, from guests/NAME.asm). */
 export const GUEST_NAMES: readonly string[] = [
+  "acpi_off",
   "bench_blk",
   "bench_idle",
   "bench_mmio",
@@ -18,10 +19,12 @@ export const GUEST_NAMES: readonly string[] = [
   "flood",
   "hello",
   "mmio",
+  "msix",
   "pci",
   "pioloop",
   "rtc",
   "serial",
+  "smp",
   "spin",
   "ticker",
   "timer",

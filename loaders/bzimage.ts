@@ -48,6 +48,8 @@ export const BP_EXT_RAMDISK_SIZE = 0x0c4;
 /** boot_params.ext_cmd_line_ptr (high 32 bits). */
 export const BP_EXT_CMD_LINE_PTR = 0x0c8;
 /** boot_params.e820_entries (u8). */
+/** boot_params.acpi_rsdp_addr (8 bytes, protocol 2.14+). */
+export const BP_ACPI_RSDP_ADDR = 0x070;
 export const BP_E820_ENTRIES = 0x1e8;
 /** boot_params.sentinel: must be 0 from a loader that zeroes boot_params. */
 export const BP_SENTINEL = 0x1ef;
@@ -232,6 +234,8 @@ export interface ZeroPageFields {
   cmdlineGpa: number;
   initrd?: { gpa: number; size: number };
   e820: readonly E820Entry[];
+  /** boot_params.acpi_rsdp_addr (protocol 2.14+; older kernels ignore the field). */
+  acpiRsdpGpa?: number;
 }
 
 /**
@@ -266,6 +270,7 @@ export function writeLinuxZeroPage(mem: GuestMemory, fields: ZeroPageFields): vo
     mem.writeU32(zp + BP_EXT_RAMDISK_IMAGE, Math.floor(fields.initrd.gpa / 2 ** 32));
     mem.writeU32(zp + BP_EXT_RAMDISK_SIZE, Math.floor(fields.initrd.size / 2 ** 32));
   }
+  if (fields.acpiRsdpGpa) mem.writeU64(zp + BP_ACPI_RSDP_ADDR, BigInt(fields.acpiRsdpGpa));
   mem.writeU8(zp + BP_E820_ENTRIES, fields.e820.length);
   fields.e820.forEach((e, i) => {
     const at = zp + BP_E820_TABLE + i * 20;
@@ -332,6 +337,7 @@ export function loadBzImage(data: Uint8Array, options: LoadOptions): LoadResult 
     cmdlineGpa: CMDLINE_GPA,
     initrd,
     e820,
+    acpiRsdpGpa: options.acpiRsdpGpa,
   });
   // We loaded the kernel at 1 MiB: say so where a kernel looks for it.
   mem.writeU32(ZERO_PAGE_GPA + HDR_CODE32_START, BZIMAGE_LOAD_GPA);

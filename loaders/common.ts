@@ -47,6 +47,11 @@ export interface LoadOptions {
   name?: string;
   /** The initrd's name: the Multiboot module string (default "initrd"). */
   initrdName?: string;
+  /**
+   * Where the ACPI RSDP is, for boot protocols with a field for it (Linux
+   * boot_params.acpi_rsdp_addr, PVH rsdp_paddr); others find it by the scan.
+   */
+  acpiRsdpGpa?: number;
 }
 
 /** A guest-physical range a loader wrote or reserved. */

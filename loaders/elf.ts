@@ -397,7 +397,7 @@ function loadPvh(data: Uint8Array, options: LoadOptions, entry: number): LoadRes
   mem.writeU32(PVH_INFO_GPA + 4, 1); // version
   mem.writeU32(PVH_INFO_GPA + 8, 0); // flags
   mem.writeU64(PVH_INFO_GPA + 24, BigInt(CMDLINE_GPA));
-  mem.writeU64(PVH_INFO_GPA + 32, 0n); // rsdp: none
+  mem.writeU64(PVH_INFO_GPA + 32, BigInt(options.acpiRsdpGpa ?? 0)); // rsdp_paddr (0: none)
   mem.writeU64(PVH_INFO_GPA + 40, BigInt(memmapGpa));
   mem.writeU32(PVH_INFO_GPA + 48, e820.length);
   writeMemmap(mem, memmapGpa, e820);
@@ -462,6 +462,7 @@ function loadLinuxElf64(data: Uint8Array, options: LoadOptions): LoadResult {
     cmdlineGpa: CMDLINE_GPA,
     initrd,
     e820,
+    acpiRsdpGpa: options.acpiRsdpGpa,
   });
   writeBootGdt(mem, "long");
   writeIdentityPageTables(mem);

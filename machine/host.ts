@@ -41,6 +41,8 @@ export interface WorkerRequest {
   kernelImage?: Uint8Array;
   /** A {@link SerialOutputRing}'s buffer: console output is also copied there. */
   outputRing?: SharedArrayBuffer;
+  /** Every vCPU's channel (index 0 is `control`), when the config has several. */
+  controls?: SharedArrayBuffer[];
   /**
    * Two Int32 slots: [0] a {@link GuestRequest} for the guest's vmmci device
    * (0 when none); [1] 1 while a guest driver runs that device (the worker writes it).
@@ -53,7 +55,7 @@ export interface WorkerRequest {
 }
 
 /** Requests to the guest through its vmmci device (see {@link VmHost.requestGuest}). */
-export const GuestRequest = { NONE: 0, SHUTDOWN: 1, REBOOT: 2 } as const;
+export const GuestRequest = { NONE: 0, SHUTDOWN: 1, REBOOT: 2, POWER_BUTTON: 3 } as const;
 
 /** Worker -> host. */
 export type WorkerReply =
@@ -63,6 +65,8 @@ export type WorkerReply =
     boot: string;
     vmmci?: boolean;
     lockdown?: LockdownReport;
+    /** The machine has the ACPI power button (the PC machine does). */
+    powerButton?: boolean;
   }
   | { type: "outcome"; outcome: Outcome; postCodes: { code: number; atNs: number }[] };
 
@@ -89,7 +93,10 @@ export interface VmHostOptions {
 
 /** A VM whose vCPU runs in a Worker. */
 export class VmHost {
+  /** vCPU 0's channel (the device thread's). */
   readonly control: VcpuControl = new VcpuControl();
+  /** Every vCPU's channel, by index (`control` first). */
+  readonly controls: VcpuControl[];
   readonly options: VmHostOptions;
   #worker?: Worker;
   #token?: KickToken;
@@ -98,13 +105,17 @@ export class VmHost {
   #hasVmmci = false;
   /** What the lock-down did (set before `onStarted` is called). */
   lockdown?: LockdownReport;
+  #hasPowerButton = false;
+
   /** POST codes the guest wrote, with timestamps (after the VM ended). */
   postCodes: { code: number; atNs: number }[] = [];
   #display?: DisplayHost;
 
   constructor(options: VmHostOptions) {
     this.options = options;
-    this.control.watchDeadline();
+    const vcpus = Math.max(1, options.config.vm.vcpus);
+    this.controls = [this.control, ...Array.from({ length: vcpus - 1 }, () => new VcpuControl())];
+    for (const c of this.controls) c.watchDeadline();
   }
 
   /** The graphical console, when the config has one (from {@link start} on). */
@@ -144,6 +155,7 @@ export class VmHost {
       guestRequests: this.#guestRequests.buffer as SharedArrayBuffer,
       display: this.#display?.shared,
       lockdown: this.options.lockdown,
+      controls: this.controls.length > 1 ? this.controls.map((c) => c.buffer) : undefined,
     };
     // Listen before the vCPU starts (and before any lock-down): the sockets stay open.
     this.#display?.start();
@@ -157,8 +169,10 @@ export class VmHost {
           this.#token = m.kickToken;
           this.#hasVmmci = m.vmmci === true;
           this.lockdown = m.lockdown;
+          this.#hasPowerButton = m.powerButton === true;
           this.options.onStarted?.(m.boot);
-          this.#kicker();
+          this.#kicker(this.control, true);
+          for (const c of this.controls.slice(1)) this.#kicker(c, false);
         } else {
           this.postCodes = m.postCodes;
           this.#finish();
@@ -199,12 +213,21 @@ export class VmHost {
     this.#worker?.terminate();
   }
 
-  /** Kicks the vCPU out of the guest (it then looks at commands, input and timers). */
+  /** Kicks the vCPUs out of the guest (they then look at commands, input and timers). */
   kick(): void {
-    const a = this.control.activity;
-    if (this.#token && !this.#done && (a === Activity.IN_GUEST || a === Activity.IN_VMM)) {
-      kickVcpu(openLibc(), this.#token);
-    }
+    for (const c of this.controls) this.#kick(c);
+  }
+
+  #kick(c: VcpuControl): void {
+    const a = c.activity;
+    if (this.#done || (a !== Activity.IN_GUEST && a !== Activity.IN_VMM)) return;
+    // vCPU 0 gave its token when it started; the others publish their thread ids.
+    const token = c === this.control
+      ? this.#token
+      : c.thread
+      ? { thread: String(c.thread) }
+      : undefined;
+    if (token) kickVcpu(openLibc(), token);
   }
 
   /**
@@ -215,22 +238,23 @@ export class VmHost {
    * is not. (The host never writes into the vCPU's kvm_run page: the vCPU
    * thread may unmap it at any moment.)
    */
-  async #kicker(): Promise<void> {
-    while (!this.#done) {
-      const a = this.control.activity;
+  async #kicker(control: VcpuControl, deviceThread: boolean): Promise<void> {
+    while (!this.#done && control.activity !== Activity.DONE) {
+      const a = control.activity;
       const busy = a === Activity.IN_GUEST || a === Activity.IN_VMM;
-      const wait = this.control.deadlineMs - performance.now();
-      const wanted = wait <= 0 || this.control.command !== Command.RUN ||
-        this.control.inputAvailable > 0 || Atomics.load(this.#guestRequests, 0) !== 0;
-      if (wait <= 0) this.control.markTimerDue();
+      const wait = control.deadlineMs - performance.now();
+      const wanted = wait <= 0 || control.command !== Command.RUN || control.wantsAttention ||
+        (deviceThread &&
+          (control.inputAvailable > 0 || Atomics.load(this.#guestRequests, 0) !== 0));
+      if (wait <= 0) control.markTimerDue();
       if (!busy) {
         // Halted or paused: the vCPU sleeps on its own deadline; wait for it to change state.
-        await this.control.changed(1000);
+        await control.changed(1000);
       } else if (wanted) {
-        this.kick();
-        await this.control.changed(5);
+        this.#kick(control);
+        await control.changed(5);
       } else {
-        await this.control.changed(Math.min(wait, 1000));
+        await control.changed(Math.min(wait, 1000));
       }
     }
   }
@@ -244,15 +268,19 @@ export class VmHost {
 
   /** Pauses the vCPU; resolves once it has stopped executing guest code. */
   async pause(): Promise<void> {
-    const acks = this.control.pauseAcks;
-    this.control.request(Command.PAUSE);
+    const acks = this.controls.map((c) => c.pauseAcks);
+    for (const c of this.controls) c.request(Command.PAUSE);
     this.kick();
-    while (!this.#done && this.control.pauseAcks === acks) await this.control.changed(50);
+    for (const [i, c] of this.controls.entries()) {
+      while (!this.#done && c.activity !== Activity.DONE && c.pauseAcks === acks[i]) {
+        await c.changed(50);
+      }
+    }
   }
 
-  /** Resumes a paused vCPU. */
+  /** Resumes paused vCPUs. */
   resume(): void {
-    this.control.request(Command.RUN);
+    for (const c of this.controls) c.request(Command.RUN);
   }
 
   /**
@@ -268,10 +296,21 @@ export class VmHost {
     this.kick();
     return true;
   }
+  /**
+   * Presses the ACPI power button (PM1a PWRBTN_STS, the SCI): an ACPI guest
+   * shuts itself down. False when the machine has none (Solo5) or ended.
+   */
+  pressPowerButton(): boolean {
+    if (this.#done || !this.#hasPowerButton) return false;
+    Atomics.store(this.#guestRequests, 0, GuestRequest.POWER_BUTTON);
+    this.control.wake();
+    this.kick();
+    return true;
+  }
 
   /** Asks the vCPU to stop; the promise from {@link start} then resolves with "stopped". */
   stop(): void {
-    this.control.request(Command.STOP);
+    for (const c of this.controls) c.request(Command.STOP);
     this.kick();
   }
 }

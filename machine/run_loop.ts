@@ -11,6 +11,7 @@
  */
 
 import { handleExit } from "./dispatch.ts";
+import { guestLog } from "../core/device.ts";
 import { formatCpuState } from "../accel/format.ts";
 import { Activity, Command, type VcpuControl } from "./vcpu_channel.ts";
 import type { Machine, Outcome } from "./machine.ts";
@@ -31,11 +32,17 @@ export function runLoop(m: Machine, control: VcpuControl): Outcome {
 
 function loop(m: Machine, control: VcpuControl): Outcome {
   const vcpu = m.vcpu;
-  const pic = m.pic;
+  const pic = m.interrupts;
   const accept = (bytes: Uint8Array) => m.uart.receive(bytes);
   let deadlineNs = -Infinity;
   control.activity = Activity.IN_VMM;
   for (;;) {
+    if (m.aps) {
+      // Other vCPUs' accesses to the shared devices (this is the device thread).
+      control.takeAttention();
+      const o = m.aps.serve();
+      if (o) return o;
+    }
     const command = control.command;
     if (command === Command.STOP) {
       return { kind: "stopped", detail: m.vcpu.describeLocation?.() };
@@ -59,6 +66,7 @@ function loop(m: Machine, control: VcpuControl): Outcome {
     }
     if (m.outcome) return m.outcome;
     if (pic) {
+      if (pic.takeNmi()) injectNmi(m);
       if (pic.hasInterrupt()) {
         if (vcpu.readyForInterrupt()) {
           vcpu.injectInterrupt(pic.acknowledge());
@@ -98,6 +106,11 @@ function loop(m: Machine, control: VcpuControl): Outcome {
   }
 }
 
+function injectNmi(m: Machine): void {
+  if (m.vcpu.injectNmi) m.vcpu.injectNmi();
+  else guestLog.log(`NMI dropped: accel "${m.accel.name}" cannot inject one`);
+}
+
 function cpuDump(m: Machine): string {
   try {
     return formatCpuState({
@@ -114,7 +127,7 @@ function cpuDump(m: Machine): string {
  * due, input arrives or the host sends a command. Never spins.
  */
 function halted(m: Machine, control: VcpuControl): Outcome | undefined {
-  const pic = m.pic;
+  const pic = m.interrupts;
   if (!pic) return undefined; // the in-kernel irqchip handles HLT itself
   if ((m.vcpu.getRegisters().rflags & RFLAGS_IF) === 0n) {
     return { kind: "halted", detail: `at RIP 0x${m.vcpu.getRegisters().rip.toString(16)}` };
@@ -123,6 +136,11 @@ function halted(m: Machine, control: VcpuControl): Outcome | undefined {
   for (;;) {
     const seq = control.wakeSeq;
     if (control.command !== Command.RUN) return undefined;
+    if (m.aps) {
+      control.takeAttention();
+      const o = m.aps.serve();
+      if (o) return o;
+    }
     control.drainInput(accept);
     const now = m.clock.nowNs();
     m.pollTimers(now);
@@ -141,7 +159,9 @@ function pause(m: Machine, control: VcpuControl): void {
   while (control.command === Command.PAUSE) {
     const seq = control.wakeSeq;
     if (control.command !== Command.PAUSE) break;
-    control.sleep(seq, Infinity);
+    // An AP may be waiting on a device access before it can see its own pause.
+    m.aps?.serve();
+    control.sleep(seq, m.aps ? 50 : Infinity);
   }
   control.activity = Activity.IN_VMM;
 }

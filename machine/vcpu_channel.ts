@@ -34,7 +34,11 @@ const PAUSE_ACK = 6;
 /** Set by a host that watches the vCPU's deadline (then the vCPU need not read the clock per exit). */
 const TIMER_DUE = 7;
 const HOST_WATCHES_DEADLINE = -1;
-const INT_SLOTS = 8;
+/** The vCPU thread's kernel thread id, for kicks from any thread (0: not yet known). */
+const THREAD = 8;
+/** Set by another thread that delivered something to this vCPU; cleared when the vCPU looks. */
+const ATTENTION = 9;
+const INT_SLOTS = 10;
 const INPUT_RING = 4096;
 
 /** Shared control block; construct on the host, pass `.buffer` to the worker. */
@@ -119,7 +123,36 @@ export class VcpuControl {
     return Atomics.load(this.#i32, PAUSE_ACK);
   }
 
+  /** The vCPU thread's kernel thread id (0 until it published it). */
+  get thread(): number {
+    return Atomics.load(this.#i32, THREAD);
+  }
+
+  /**
+   * Another thread delivered something (an IPI, a forwarded access): the
+   * host keeps kicking a running vCPU until it {@link takeAttention}s.
+   */
+  requestAttention(): void {
+    Atomics.store(this.#i32, ATTENTION, 1);
+    this.wake();
+  }
+
+  /** Whether attention was requested and not yet taken. */
+  get wantsAttention(): boolean {
+    return Atomics.load(this.#i32, ATTENTION) !== 0;
+  }
+
   // ---- vCPU side ----
+
+  /** Clears the attention flag (before the vCPU looks at what was delivered). */
+  takeAttention(): void {
+    if (Atomics.load(this.#i32, ATTENTION) !== 0) Atomics.store(this.#i32, ATTENTION, 0);
+  }
+
+  /** Publishes the thread id that kicks (tgkill) must target. */
+  publishThread(tid: number): void {
+    Atomics.store(this.#i32, THREAD, tid);
+  }
 
   get command(): number {
     return Atomics.load(this.#i32, COMMAND);

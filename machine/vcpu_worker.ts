@@ -16,6 +16,8 @@ import { Machine, type Outcome } from "./machine.ts";
 import { runLoop } from "./run_loop.ts";
 import { openSerialSink, SerialOutputRing } from "./serial_sink.ts";
 import { GuestRequest, type WorkerReply, type WorkerRequest } from "./host.ts";
+// The SMP modules (smp.ts, ap_thread.ts, vcpu_peers.ts) load only for vcpus > 1.
+import type { ApRequest } from "./smp.ts";
 
 function reply(message: WorkerReply): void {
   self.postMessage(message);
@@ -32,8 +34,14 @@ function copyTo(
   };
 }
 
-self.onmessage = async (event: MessageEvent<WorkerRequest>) => {
-  const req = event.data;
+self.onmessage = async (event: MessageEvent<WorkerRequest | ApRequest>) => {
+  if ("kind" in event.data && event.data.kind === "ap") {
+    const { runApThread } = await import("./ap_thread.ts");
+    await runApThread(event.data, (m) => self.postMessage(m));
+    self.close();
+    return;
+  }
+  const req = event.data as WorkerRequest;
   const control = new VcpuControl(req.control);
   let sink: ReturnType<typeof openSerialSink> = { write: () => {}, close: () => {} };
   // One time base for both threads: ms since the host's time origin.
@@ -45,6 +53,7 @@ self.onmessage = async (event: MessageEvent<WorkerRequest>) => {
   try {
     sink = openSerialSink(req.serial); // may refuse the file: that ends the VM with its reason
     const libc = openLibc();
+    control.publishThread(Number(libc.threadId()));
     accel = await createAccel(req.accel, libc);
     machine = new Machine({
       config: req.config,
@@ -64,19 +73,36 @@ self.onmessage = async (event: MessageEvent<WorkerRequest>) => {
         : undefined,
     });
     const vmmci = machine.virtio?.vmmci;
-    if (vmmci && req.guestRequests) {
+    const pm = machine.pm;
+    if (req.guestRequests) {
       // Polled with the timers after every exit and wake-up: hands the host's
-      // request to the vmmci device on this thread, where the device lives.
+      // request to the vmmci device and the ACPI power button on this thread,
+      // where the devices live.
       const slot = new Int32Array(req.guestRequests);
       machine.timed.push({
         poll() {
-          Atomics.store(slot, 1, vmmci.driverReady() ? 1 : 0);
+          Atomics.store(slot, 1, vmmci?.driverReady() ? 1 : 0);
           const r = Atomics.exchange(slot, 0, GuestRequest.NONE);
-          if (r === GuestRequest.SHUTDOWN) vmmci.requestShutdown();
-          else if (r === GuestRequest.REBOOT) vmmci.requestReboot();
+          if (r === GuestRequest.SHUTDOWN) {
+            vmmci?.requestShutdown();
+            pm.pressPowerButton();
+          } else if (r === GuestRequest.REBOOT) vmmci?.requestReboot();
+          else if (r === GuestRequest.POWER_BUTTON) pm.pressPowerButton();
         },
         nextDeadlineNs: () => Infinity,
       });
+    }
+    const vcpus = req.config.vm.vcpus;
+    if (vcpus > 1) {
+      // This thread is the device thread; each AP gets a thread of its own.
+      const buffers = req.controls ??
+        [req.control, ...Array.from({ length: vcpus - 1 }, () => new VcpuControl().buffer)];
+      const { VcpuPeers } = await import("./vcpu_peers.ts");
+      const { ApThreads } = await import("./smp.ts");
+      const peers = new VcpuPeers(buffers, libc, 0);
+      machine.notifyVcpu = (i) => peers.notify(i);
+      machine.aps = new ApThreads(machine, peers, req.accel, req.originMs);
+      await machine.aps.started();
     }
     // Everything is open: give up what the guest must not reach through us.
     const lockdown = req.lockdown
@@ -86,6 +112,7 @@ self.onmessage = async (event: MessageEvent<WorkerRequest>) => {
       type: "started",
       lockdown,
       vmmci: vmmci !== undefined,
+      powerButton: true,
       kickToken: machine.vcpu.kickToken(),
       boot: machine.boot.summary,
     });
@@ -94,6 +121,7 @@ self.onmessage = async (event: MessageEvent<WorkerRequest>) => {
     outcome = { kind: "failed", reason: e instanceof Error ? e.message : String(e) };
   }
   try {
+    machine?.aps?.stopAll(); // no AP may run once the VM's memory goes
     machine?.close();
     accel?.close?.();
   } catch (e) {

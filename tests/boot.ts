@@ -48,6 +48,8 @@ export interface BootOptions {
   cmdline?: string;
   accel?: AccelChoice;
   irqchip?: "user" | "kernel";
+  /** Processors (default 1). */
+  vcpus?: number;
   memoryBytes?: number;
   exitPort?: number | null;
   /** The VM is stopped after this long (the result then has outcome "stopped"). */
@@ -68,7 +70,7 @@ export function guestConfig(o: BootOptions): VmConfig {
     vm: {
       name: "test",
       memoryBytes: o.memoryBytes ?? 64 * 1024 * 1024,
-      vcpus: 1,
+      vcpus: o.vcpus ?? 1,
       accel: o.accel ?? "kvm",
       irqchip: o.irqchip ?? "user",
     },

@@ -44,6 +44,8 @@ export interface QemuMachineOptions {
   machine?: string;
   /** Guest RAM in MiB (`-m`); QEMU's default unless given. */
   memoryMiB?: number;
+  /** Processors (`-smp`); 1 unless given. */
+  smp?: number;
 }
 
 /** What `runQemu` runs. */
@@ -99,6 +101,7 @@ export function qemuArgs(options: QemuMachineOptions): string[] {
     "-nodefaults",
   ];
   if (options.cmdline !== undefined) args.push("-append", options.cmdline);
+  if (options.smp !== undefined) args.push("-smp", String(options.smp));
   return args;
 }
 

@@ -21,6 +21,7 @@ pkgs=(
   mtools          # grub-mkrescue
   syslinux        # isolinux/syslinux boot images
   isolinux
+  acpica-tools    # iasl: decompiles the generated ACPI tables
 )
 
 say() { echo "install-deps: $*" >&2; }

@@ -24,6 +24,7 @@ import type {
   VcpuExit,
   Vm,
   VmOptions,
+  VmShare,
 } from "../types.ts";
 import { VcpuBase } from "../vcpu_base.ts";
 import { kickVcpu } from "../kick.ts";
@@ -65,6 +66,8 @@ const KVM_SYSTEM_EVENT_RESET = 2;
 
 /** CPUID leaf 1 bits we hide when the interrupt controller is ours (no LAPIC). */
 const CPUID_1_EDX_APIC = 1 << 9;
+/** CPUID leaf 1 EDX: EBX bits 23-16 count the package's logical processors. */
+const CPUID_1_EDX_HTT = 1 << 28;
 const CPUID_1_ECX_X2APIC = 1 << 21;
 const CPUID_1_ECX_TSC_DEADLINE = 1 << 24;
 const CPUID_1_ECX_HYPERVISOR = 1 << 31;
@@ -77,8 +80,16 @@ const CPUID_1_ECX_HYPERVISOR = 1 << 31;
  */
 export function guestCpuid(
   supported: Uint8Array,
-  options: { hideApic: boolean; signature?: string },
+  options: {
+    hideApic: boolean;
+    signature?: string;
+    /** An xAPIC only (vmmctl's own, MMIO): no x2APIC, no TSC-deadline timer. */
+    xapicOnly?: boolean;
+    /** Processors in the one package (leaf 1 EBX 23-16, leaf 4, leaf 0xB); default 1. */
+    cpus?: number;
+  },
 ): Uint8Array {
+  const cpus = options.cpus ?? 1;
   const buf = supported.slice();
   const view = new DataView(buf.buffer);
   const nent = view.getUint32(0, true);
@@ -95,8 +106,29 @@ export function guestCpuid(
       if (options.hideApic) {
         edx &= ~CPUID_1_EDX_APIC;
         ecx &= ~(CPUID_1_ECX_X2APIC | CPUID_1_ECX_TSC_DEADLINE);
+      } else {
+        edx |= CPUID_1_EDX_APIC;
+        if (options.xapicOnly) ecx &= ~(CPUID_1_ECX_X2APIC | CPUID_1_ECX_TSC_DEADLINE);
       }
-      E.encode(view, { ecx: ecx >>> 0, edx: edx >>> 0 }, at);
+      let ebx = entry.ebx as number;
+      if (cpus > 1) {
+        edx |= CPUID_1_EDX_HTT;
+        ebx = (ebx & 0xff00ffff) | (cpus << 16);
+      }
+      E.encode(view, { ecx: ecx >>> 0, edx: edx >>> 0, ebx: ebx >>> 0 }, at);
+    } else if (entry.function === 4) {
+      // One package of `cpus` cores (EAX bits 31-26: cores - 1), one thread each.
+      const eax = ((entry.eax as number) & 0x3fff) | ((cpus - 1) << 26);
+      E.encode(view, { eax: eax >>> 0 }, at);
+    } else if (entry.function === 0xb) {
+      // x2APIC topology: level 0 SMT (1 thread), level 1 core (`cpus`); openVcpu sets EDX.
+      const level = entry.index as number;
+      const fields = level === 0
+        ? { eax: 0, ebx: 1, ecx: 1 << 8 }
+        : level === 1
+        ? { eax: Math.ceil(Math.log2(cpus)), ebx: cpus, ecx: (2 << 8) | 1 }
+        : { eax: 0, ebx: 0, ecx: level };
+      E.encode(view, fields, at);
     } else if (entry.function === 0x40000000 && sig) {
       E.encode(view, {
         ebx: sig.getUint32(0, true),
@@ -126,7 +158,10 @@ export function openVcpu(vm: KvmVm, id: number, cpuid: Uint8Array): { fd: number
     const ebxAt = E.offsetOf("ebx");
     for (let i = 0; i < view.getUint32(0, true); i++) {
       const at = abi.kvm_cpuid2.size + i * E.size;
-      if (view.getUint32(at, true) !== 1) continue;
+      const fn = view.getUint32(at, true);
+      // x2APIC id of the topology leaf = vCPU id.
+      if (fn === 0xb) view.setUint32(at + E.offsetOf("edx"), id, true);
+      if (fn !== 1) continue;
       // Initial APIC id = vCPU id (bits 31-24 of EBX).
       const ebx = (view.getUint32(at + ebxAt, true) & 0x00ffffff) | (id << 24);
       view.setUint32(at + ebxAt, ebx >>> 0, true);
@@ -139,6 +174,12 @@ export function openVcpu(vm: KvmVm, id: number, cpuid: Uint8Array): { fd: number
     throw e;
   }
 }
+
+/** KVM irqchip ids and the routing entry type for them (linux/kvm.h). */
+const KVM_IRQCHIP_PIC_MASTER = 0;
+const KVM_IRQCHIP_PIC_SLAVE = 1;
+const KVM_IRQCHIP_IOAPIC = 2;
+const KVM_IRQ_ROUTING_IRQCHIP = 1;
 
 /** Opens /dev/kvm with errors that say what to do (the SyscallError is the cause). */
 function openKvm(libc: Libc, path: string): number {
@@ -215,6 +256,10 @@ export class KvmAccel implements Accel {
     return new KvmVm(this, options);
   }
 
+  attachVm(share: VmShare, options: VmOptions): KvmVm {
+    return new KvmVm(this, options, share);
+  }
+
   kick(token: KickToken): void {
     kickVcpu(this.libc, token);
   }
@@ -241,11 +286,25 @@ export class KvmVm implements Vm {
   /** Memory slots of device mappings (after the RAM slots). */
   #deviceSlots = new Set<number>();
   #closed = false;
+  /** Attached to a VM another thread owns: close() releases nothing. */
+  readonly #attached: boolean;
 
-  constructor(accel: KvmAccel, options: VmOptions) {
+  constructor(accel: KvmAccel, options: VmOptions, share?: VmShare) {
     this.accel = accel;
     this.options = options;
     const libc = accel.libc;
+    this.#attached = share !== undefined;
+    if (share) {
+      // The same fd and the same host mappings: fds and memory are process-wide.
+      this.fd = share.fd as number;
+      const ram = share.ram as string[];
+      options.ram.forEach((r, i) => {
+        const hostAddress = BigInt(ram[i]);
+        this.#regions.push({ gpa: r.gpa, bytes: libc.memoryAt(hostAddress, r.size), hostAddress });
+      });
+      this.memory = new GuestMemory(this.#regions);
+      return;
+    }
     this.fd = libc.ioctl(accel.fd, abi.KVM_CREATE_VM, 0);
     try {
       libc.ioctl(this.fd, abi.KVM_SET_TSS_ADDR, KVM_TSS_ADDR);
@@ -262,12 +321,41 @@ export class KvmVm implements Vm {
           abi.kvm_pit_config.bytes({ flags: abi.KVM_PIT_SPEAKER_DUMMY }),
         );
       }
+      if (options.irqchip === "kernel") this.#setGsiRouting();
       options.ram.forEach((r, slot) => this.#addRegion(slot, r.gpa, r.size));
     } catch (e) {
       this.close();
       throw e;
     }
     this.memory = new GuestMemory(this.#regions);
+  }
+
+  /**
+   * The PC's GSI routing, as the MADT describes it: ISA IRQ n on 8259 input
+   * n (but 2, the cascade) and on I/O APIC input n, except IRQ 0 (the PIT)
+   * on I/O APIC input 2. KVM's default sends GSI 0 to input 0.
+   */
+  #setGsiRouting(): void {
+    const routes: [gsi: number, chip: number, pin: number][] = [];
+    for (let gsi = 0; gsi < 16; gsi++) {
+      if (gsi === 2) continue;
+      routes.push([gsi, gsi < 8 ? KVM_IRQCHIP_PIC_MASTER : KVM_IRQCHIP_PIC_SLAVE, gsi & 7]);
+    }
+    for (let gsi = 0; gsi < 24; gsi++) {
+      if (gsi !== 2) routes.push([gsi, KVM_IRQCHIP_IOAPIC, gsi === 0 ? 2 : gsi]);
+    }
+    const E = abi.kvm_irq_routing_entry;
+    const buf = new Uint8Array(abi.kvm_irq_routing.size + routes.length * E.size);
+    const view = new DataView(buf.buffer);
+    view.setUint32(abi.kvm_irq_routing.offsetOf("nr"), routes.length, true);
+    routes.forEach(([gsi, chip, pin], i) => {
+      const at = abi.kvm_irq_routing.size + i * E.size;
+      view.setUint32(at + E.offsetOf("gsi"), gsi, true);
+      view.setUint32(at + E.offsetOf("type"), KVM_IRQ_ROUTING_IRQCHIP, true);
+      view.setUint32(at + E.offsetOf("u.irqchip.irqchip"), chip, true);
+      view.setUint32(at + E.offsetOf("u.irqchip.pin"), pin, true);
+    });
+    this.accel.libc.ioctl(this.fd, abi.KVM_SET_GSI_ROUTING, buf);
   }
 
   #addRegion(slot: number, gpa: number, size: number): void {
@@ -333,6 +421,19 @@ export class KvmVm implements Vm {
     return new KvmVcpu(this, id, state);
   }
 
+  signalMsi(address: number, data: number): void {
+    const msi = abi.kvm_msi.bytes({
+      address_lo: address % 2 ** 32,
+      address_hi: Math.floor(address / 2 ** 32),
+      data,
+    });
+    this.accel.libc.ioctl(this.fd, abi.KVM_SIGNAL_MSI, msi);
+  }
+
+  share(): VmShare {
+    return { fd: this.fd, ram: this.#regions.map((r) => r.hostAddress!.toString()) };
+  }
+
   setIrqLevelTriggered(irq: number): void {
     // The ELCR lives in the in-kernel PIC's state: read it, set the bit, write it back.
     const libc = this.accel.libc;
@@ -356,6 +457,7 @@ export class KvmVm implements Vm {
   close(keepMemory = false): void {
     if (this.#closed) return;
     this.#closed = true;
+    if (this.#attached) return;
     const libc = this.accel.libc;
     if (this.fd >= 0) libc.close(this.fd);
     if (keepMemory) return;
@@ -422,8 +524,11 @@ export class KvmVcpu extends VcpuBase implements Vcpu {
     this.vm = vm;
     const libc = vm.accel.libc;
     this.#libc = libc;
+    // irqchip "user" has our xAPIC (MMIO at 0xFEE00000), "kernel" KVM's.
     const cpuid = guestCpuid(vm.accel.supportedCpuid(), {
-      hideApic: vm.options.irqchip === "user",
+      hideApic: false,
+      xapicOnly: vm.options.irqchip === "user",
+      cpus: vm.options.vcpus,
     });
     const { fd, run } = openVcpu(vm, id, cpuid);
     this.fd = fd;
@@ -652,6 +757,11 @@ export class KvmVcpu extends VcpuBase implements Vcpu {
 
   injectInterrupt(vector: number): void {
     this.#libc.ioctl(this.fd, abi.KVM_INTERRUPT, abi.kvm_interrupt.bytes({ irq: vector }));
+  }
+
+  injectNmi(): void {
+    // KVM queues it and delivers it when NMIs are not blocked.
+    this.#libc.ioctl(this.fd, abi.KVM_NMI, 0);
   }
 
   requestInterruptWindow(wanted: boolean): void {

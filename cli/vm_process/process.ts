@@ -473,7 +473,9 @@ class ManagedVm {
     // Linux does not), and the keys typed on the console when given. With
     // neither, the guest could never hear it: power off at once, as vmd does.
     const asked: string[] = [];
-    if (host.requestGuest(GuestRequest.SHUTDOWN)) asked.push("sent a vmmci shutdown request");
+    if (host.requestGuest(GuestRequest.SHUTDOWN)) {
+      asked.push("sent a vmmci shutdown request and pressed the ACPI power button");
+    }
     if (keys) {
       this.#input(new TextEncoder().encode(keys));
       asked.push(`typed ${JSON.stringify(keys)} on its console`);

@@ -21,6 +21,7 @@ import type { Pic8259Pair } from "../pic8259.ts";
 import { backingPolicyFor, openDiskImage } from "../../disk/image.ts";
 import { VirtioBlk } from "./blk.ts";
 import { MODERN_BAR_BYTES, VirtioPciDevice } from "./pci_transport.ts";
+import { MSIX_BAR_BYTES } from "./pci_transport.ts";
 import { VirtioRng } from "./rng.ts";
 import type { VirtioBackend } from "./virtio.ts";
 import { Vmmci } from "./vmmci.ts";
@@ -47,7 +48,12 @@ export interface VirtioHostMachine {
   /** Set to make the run loop poll the timed devices before the next guest entry. */
   timersDirty: boolean;
   irq(irq: number): IrqLine;
+  /** Delivers an MSI; given, the devices offer MSI-X. */
+  msi?: (address: number, data: number) => void;
 }
+
+/** Where the devices' MSI-X BARs (4 KiB each) are pre-assigned: 16 MiB into the PCI window. */
+export const VIRTIO_MSIX_BASE = PCI_MMIO_BASE + 0x1000000;
 
 /** The attached devices. */
 export class VirtioDevices {
@@ -124,12 +130,14 @@ export function attachVirtioDevices(
       onDeadlineChange: () => {
         machine.timersDirty = true;
       },
+      msi: machine.msi,
     });
     dev.attach(
       machine.pio,
       machine.mmio,
       options.firmwareAssignsBars ? undefined : VIRTIO_IO_BASE + VIRTIO_IO_STRIDE * n,
       PCI_MMIO_BASE + MODERN_BAR_BYTES * n,
+      VIRTIO_MSIX_BASE + MSIX_BAR_BYTES * n,
     );
     machine.pci.addDevice(slot, dev);
     machine.timed.push(dev);

@@ -1,4 +1,13 @@
 /**
+ * Virtio over PCI: the transitional transport (legacy I/O BAR and modern
+ * MMIO BAR) and its MSI-X vectors. Each section keeps its own description.
+ *
+ * @module
+ */
+
+// ---- the transport ----
+
+/*
  * Transitional virtio over PCI, as QEMU's default devices: one function that
  * answers both the legacy (0.9.5) interface on an I/O BAR and the modern
  * (1.x) interface in a 64-bit memory BAR.
@@ -25,19 +34,6 @@
  * configuration is latched at DRIVER_OK: later changes are ignored and logged.
  * Interrupts are INTx (pin A), level-triggered: raised while the ISR is
  * non-zero, lowered when the driver reads it.
- *
- * @example
- * ```ts
- * import { GuestMemory } from "../../core/guest_memory.ts";
- * import { RecordingIrqLine } from "../fakes.ts";
- * import { VirtioPciDevice } from "./pci_transport.ts";
- * import { VirtioRng } from "./rng.ts";
- * const mem = GuestMemory.anonymous([{ gpa: 0, size: 0x100000 }]);
- * const dev = new VirtioPciDevice(new VirtioRng(), { mem, irq: new RecordingIrqLine(), irqNumber: 5 });
- * const data = new Uint8Array(2);
- * dev.legacy.read(0x0c, data); // queue 0 size
- * ```
- * @module
  */
 
 import {
@@ -52,6 +48,7 @@ import {
 import {
   barOnBus,
   PCI_BASE_ADDRESS_0,
+  PCI_CAP_ID_MSIX,
   PCI_CAP_ID_VNDR,
   PCI_COMMAND,
   PCI_COMMAND_IO,
@@ -82,6 +79,7 @@ import {
   type VirtioDeviceContext,
 } from "./virtio.ts";
 
+import { MsixTable } from "../apic.ts";
 /** PCI vendor ID of virtio devices (Red Hat / Qumranet). */
 export const VIRTIO_PCI_VENDOR_ID = 0x1af4;
 /** Modern-only device IDs are this plus the device type (types without a transitional ID). */
@@ -129,7 +127,6 @@ export const VIRTIO_PCI_CAP_ISR_CFG = 3;
 export const VIRTIO_PCI_CAP_DEVICE_CFG = 4;
 
 /** "No MSI-X vector": what the MSI-X vector registers read (we have no MSI-X). */
-export const VIRTIO_MSI_NO_VECTOR = 0xffff;
 
 /** Where the structures live inside the modern BAR. */
 export const MODERN_COMMON_OFFSET = 0x0000;
@@ -206,6 +203,11 @@ export interface VirtioPciOptions {
    * reset): the run loop caches deadlines and must poll us again.
    */
   onDeadlineChange?: () => void;
+  /**
+   * Delivers an MSI (address, data): given, the function offers MSI-X
+   * (the MSI-X section below) with one vector per queue plus one for configuration.
+   */
+  msi?: (address: number, data: number) => void;
 }
 
 /** Transitional PCI device IDs by virtio device type (virtio 1.x 4.1.2.1). */
@@ -239,6 +241,8 @@ export class VirtioPciDevice implements PciDevice, TimedDevice {
   /** The modern register block (BAR4, memory); undefined when `modern: false`. */
   readonly modern: BusDevice | undefined;
   readonly queues: readonly Virtqueue[];
+  /** MSI-X, when the machine can deliver MSIs ({@link VirtioPciOptions.msi}). */
+  readonly msix?: VirtioMsix;
   readonly legacyBarBytes: number;
   readonly #mem: GuestMemory;
   readonly #irq: IrqLine;
@@ -280,7 +284,7 @@ export class VirtioPciDevice implements PciDevice, TimedDevice {
     this.config.setU8(PCI_INTERRUPT_LINE, options.irqNumber);
     this.legacyBarBytes = Math.max(
       32,
-      nextPowerOfTwo(VIRTIO_PCI_CONFIG_LEGACY + backend.configBytes),
+      nextPowerOfTwo(VIRTIO_PCI_CONFIG_LEGACY + (options.msi ? 4 : 0) + backend.configBytes),
     );
     this.legacy = {
       name: `${backend.name}-legacy`,
@@ -293,6 +297,7 @@ export class VirtioPciDevice implements PciDevice, TimedDevice {
         read: (offset, data) => this.#modernRead(offset, data),
         write: (offset, data) => this.#modernWrite(offset, data),
       };
+      if (options.msi) this.msix = new VirtioMsix(this.config, this.queues.length, options.msi);
       this.#addCapability(VIRTIO_PCI_CAP_COMMON_CFG, MODERN_COMMON_OFFSET, VIRTIO_PCI_COMMON_BYTES);
       this.#addCapability(VIRTIO_PCI_CAP_ISR_CFG, MODERN_ISR_OFFSET, 1);
       this.#addCapability(
@@ -337,7 +342,13 @@ export class VirtioPciDevice implements PciDevice, TimedDevice {
    * `ioBase` is undefined: the BARs start unassigned and not decoding, as on
    * hardware, so the firmware never moves one onto another's old place.
    */
-  attach(pio: Bus, mmio: Bus, ioBase: number | undefined, mmioBase: number): void {
+  attach(
+    pio: Bus,
+    mmio: Bus,
+    ioBase: number | undefined,
+    mmioBase: number,
+    msixBase?: number,
+  ): void {
     this.config.addIoBar(
       LEGACY_BAR,
       this.legacyBarBytes,
@@ -352,6 +363,11 @@ export class VirtioPciDevice implements PciDevice, TimedDevice {
         { is64: true },
       );
     }
+    const msix = this.msix;
+    if (msix) {
+      // A guest may move it onto another BAR: barOnBus stops decoding it then.
+      this.config.addMemoryBar(MSIX_BAR, MSIX_BAR_BYTES, barOnBus(mmio, MSIX_BAR_BYTES, msix.bar));
+    }
     if (ioBase === undefined) return;
     const put = (offset: number, value: number) => {
       const data = new Uint8Array(4);
@@ -359,6 +375,7 @@ export class VirtioPciDevice implements PciDevice, TimedDevice {
       this.config.write(offset, data);
     };
     put(PCI_BASE_ADDRESS_0 + 4 * LEGACY_BAR, ioBase);
+    if (msix && msixBase !== undefined) put(PCI_BASE_ADDRESS_0 + 4 * MSIX_BAR, msixBase);
     if (modern) {
       put(PCI_BASE_ADDRESS_0 + 4 * MODERN_BAR, mmioBase % 2 ** 32);
       put(PCI_BASE_ADDRESS_0 + 4 * MODERN_BAR + 4, Math.floor(mmioBase / 2 ** 32));
@@ -413,7 +430,9 @@ export class VirtioPciDevice implements PciDevice, TimedDevice {
 
   /** Raises the configuration-change interrupt (when the driver is up). */
   configChanged(): void {
-    if (this.#status & VIRTIO_STATUS_DRIVER_OK) this.#raise(VIRTIO_ISR_CONFIG);
+    if (!(this.#status & VIRTIO_STATUS_DRIVER_OK)) return;
+    if (this.msix?.active) this.msix.signalConfig();
+    else this.#raise(VIRTIO_ISR_CONFIG);
   }
 
   // --- status, reset, failure --------------------------------------------
@@ -435,6 +454,7 @@ export class VirtioPciDevice implements PciDevice, TimedDevice {
     this.#interface = undefined;
     this.#pending.clear();
     this.#isr = 0;
+    this.msix?.resetVectors();
     this.#updateLine();
   }
 
@@ -538,7 +558,9 @@ export class VirtioPciDevice implements PciDevice, TimedDevice {
     const q = this.queues[index];
     if (!q?.active) return;
     try {
-      if (q.shouldInterrupt()) this.#raise(VIRTIO_ISR_QUEUE);
+      if (!q.shouldInterrupt()) return;
+      if (this.msix?.active) this.msix.signalQueue(index);
+      else this.#raise(VIRTIO_ISR_QUEUE);
     } catch (e) {
       if (e instanceof GuestMemoryError) this.fail(`queue ${index}: ${e.message}`);
       else throw e;
@@ -649,9 +671,21 @@ export class VirtioPciDevice implements PciDevice, TimedDevice {
 
   // --- legacy interface -----------------------------------------------------
 
+  /** Where the legacy header ends: with MSI-X on, two vector registers come first (0x14, 0x16). */
+  get #legacyConfigOffset(): number {
+    return this.msix?.active ? VIRTIO_PCI_CONFIG_LEGACY + 4 : VIRTIO_PCI_CONFIG_LEGACY;
+  }
+
   #legacyRead(offset: number, data: Uint8Array): void {
-    if (offset >= VIRTIO_PCI_CONFIG_LEGACY) {
-      this.#readDeviceConfig(offset - VIRTIO_PCI_CONFIG_LEGACY, data);
+    if (offset >= this.#legacyConfigOffset) {
+      this.#readDeviceConfig(offset - this.#legacyConfigOffset, data);
+      return;
+    }
+    if (this.msix?.active && offset >= VIRTIO_PCI_CONFIG_LEGACY && data.length === 2) {
+      const v = offset === VIRTIO_PCI_CONFIG_LEGACY
+        ? this.msix.configVector
+        : this.msix.queueVector(this.#queueSelect);
+      setLe(data, v);
       return;
     }
     const q = this.#selectedQueue();
@@ -685,8 +719,13 @@ export class VirtioPciDevice implements PciDevice, TimedDevice {
   }
 
   #legacyWrite(offset: number, data: Uint8Array): void {
-    if (offset >= VIRTIO_PCI_CONFIG_LEGACY) {
-      this.#writeDeviceConfig(offset - VIRTIO_PCI_CONFIG_LEGACY, data);
+    if (offset >= this.#legacyConfigOffset) {
+      this.#writeDeviceConfig(offset - this.#legacyConfigOffset, data);
+      return;
+    }
+    if (this.msix?.active && offset >= VIRTIO_PCI_CONFIG_LEGACY && data.length === 2) {
+      if (offset === VIRTIO_PCI_CONFIG_LEGACY) this.msix.configVector = getLe(data);
+      else this.msix.setQueueVector(this.#queueSelect, getLe(data));
       return;
     }
     const value = getLe(data);
@@ -752,13 +791,15 @@ export class VirtioPciDevice implements PciDevice, TimedDevice {
       const sel = this.#driverFeatureSelect;
       return sel > 1 ? 0 : Number((this.#driverFeatures >> BigInt(32 * sel)) & 0xffffffffn);
     }
-    if (is(VIRTIO_PCI_COMMON_MSIX, 2)) return VIRTIO_MSI_NO_VECTOR;
+    if (is(VIRTIO_PCI_COMMON_MSIX, 2)) return this.msix?.configVector ?? VIRTIO_MSI_NO_VECTOR;
     if (is(VIRTIO_PCI_COMMON_NUMQ, 2)) return this.queues.length;
     if (is(VIRTIO_PCI_COMMON_STATUS, 1)) return this.#status;
     if (is(VIRTIO_PCI_COMMON_CFGGENERATION, 1)) return 0;
     if (is(VIRTIO_PCI_COMMON_Q_SELECT, 2)) return this.#queueSelect;
     if (is(VIRTIO_PCI_COMMON_Q_SIZE, 2)) return q?.size ?? 0;
-    if (is(VIRTIO_PCI_COMMON_Q_MSIX, 2)) return VIRTIO_MSI_NO_VECTOR;
+    if (is(VIRTIO_PCI_COMMON_Q_MSIX, 2)) {
+      return this.msix?.queueVector(this.#queueSelect) ?? VIRTIO_MSI_NO_VECTOR;
+    }
     if (is(VIRTIO_PCI_COMMON_Q_ENABLE, 2)) return q?.enabled ? 1 : 0;
     if (is(VIRTIO_PCI_COMMON_Q_NOFF, 2)) return q ? this.#queueSelect : 0;
     if (!q || width !== 4) return 0;
@@ -810,7 +851,14 @@ export class VirtioPciDevice implements PciDevice, TimedDevice {
       this.#queueSelect = value;
       return;
     }
-    if (is(VIRTIO_PCI_COMMON_MSIX, 2) || is(VIRTIO_PCI_COMMON_Q_MSIX, 2)) return; // no MSI-X
+    if (is(VIRTIO_PCI_COMMON_MSIX, 2)) {
+      if (this.msix) this.msix.configVector = value;
+      return;
+    }
+    if (is(VIRTIO_PCI_COMMON_Q_MSIX, 2)) {
+      this.msix?.setQueueVector(this.#queueSelect, value);
+      return;
+    }
     this.#use("modern");
     if (is(VIRTIO_PCI_COMMON_GF, 4)) {
       if (this.#status & (VIRTIO_STATUS_FEATURES_OK | VIRTIO_STATUS_DRIVER_OK)) {
@@ -870,5 +918,119 @@ export class VirtioPciDevice implements PciDevice, TimedDevice {
   /** Releases the backend's host resources. */
   close(): void {
     this.backend.close?.();
+  }
+}
+
+// ---- MSI-X vectors ----
+
+/*
+ * MSI-X for a virtio PCI function, laid out as QEMU's virtio-pci does: the
+ * table at offset 0 and the PBA at 0x800 of memory BAR 1 (4 KiB), one
+ * vector for configuration changes plus one per queue. The driver picks
+ * which table entry each source uses through the common configuration's
+ * `msix_config` and `queue_msix_vector` (virtio 1.x 4.1.4.3); a vector out
+ * of the table reads back as NO_VECTOR (the driver's way to see it was
+ * refused), and a source with NO_VECTOR raises nothing while MSI-X is on.
+ */
+
+/** The BAR holding the MSI-X table and PBA. */
+export const MSIX_BAR = 1;
+/** Its size. */
+export const MSIX_BAR_BYTES = 0x1000;
+/** Table and PBA offsets in it. */
+export const MSIX_TABLE_OFFSET = 0x000;
+export const MSIX_PBA_OFFSET = 0x800;
+/** "No vector" in msix_config / queue_msix_vector. */
+export const VIRTIO_MSI_NO_VECTOR = 0xffff;
+
+/** The MSI-X state of one virtio PCI function. */
+export class VirtioMsix {
+  readonly table: MsixTable;
+  /** The BAR's contents (table and PBA), for the MMIO bus. */
+  readonly bar: BusDevice;
+  #configVector = VIRTIO_MSI_NO_VECTOR;
+  readonly #queueVectors: number[];
+
+  /**
+   * Adds the MSI-X capability to `config` for `queues` queues (+1 config
+   * vector); `send` delivers a message (address, data).
+   */
+  constructor(
+    config: PciConfigSpace,
+    queues: number,
+    send: (address: number, data: number) => void,
+  ) {
+    const size = queues + 1;
+    this.table = new MsixTable(size, send);
+    this.#queueVectors = new Array(queues).fill(VIRTIO_MSI_NO_VECTOR);
+    const control = size - 1;
+    const tableWord = MSIX_TABLE_OFFSET | MSIX_BAR;
+    const pbaWord = MSIX_PBA_OFFSET | MSIX_BAR;
+    const body = [
+      control & 0xff,
+      control >> 8,
+      ...[0, 8, 16, 24].map((s) => (tableWord >>> s) & 0xff),
+      ...[0, 8, 16, 24].map((s) => (pbaWord >>> s) & 0xff),
+    ];
+    // Only the enable and function-mask bits (15, 14 of message control) are writable.
+    const at = config.addCapability(PCI_CAP_ID_MSIX, body, [0, 0xc0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    config.addRegion(at + 2, 2, {
+      write: () => this.table.writeControl(config.u16(at + 2)),
+    });
+    const table = this.table;
+    this.bar = {
+      name: "virtio-msix",
+      read(offset, data) {
+        if (offset >= MSIX_PBA_OFFSET) table.pba.read(offset - MSIX_PBA_OFFSET, data);
+        else table.table.read(offset - MSIX_TABLE_OFFSET, data);
+      },
+      write(offset, data) {
+        if (offset >= MSIX_PBA_OFFSET) table.pba.write(offset - MSIX_PBA_OFFSET, data);
+        else table.table.write(offset - MSIX_TABLE_OFFSET, data);
+      },
+    };
+  }
+
+  /** Whether the driver turned MSI-X on (INTx is then silent). */
+  get active(): boolean {
+    return this.table.enabled;
+  }
+
+  #checked(vector: number): number {
+    return vector < this.table.size ? vector : VIRTIO_MSI_NO_VECTOR;
+  }
+
+  get configVector(): number {
+    return this.#configVector;
+  }
+
+  set configVector(vector: number) {
+    this.#configVector = this.#checked(vector);
+  }
+
+  /** Queue `index`'s vector (NO_VECTOR for a missing queue). */
+  queueVector(index: number): number {
+    return this.#queueVectors[index] ?? VIRTIO_MSI_NO_VECTOR;
+  }
+
+  setQueueVector(index: number, vector: number): void {
+    if (index < this.#queueVectors.length) this.#queueVectors[index] = this.#checked(vector);
+  }
+
+  /** Device reset: every source back to NO_VECTOR (the table is PCI state and stays). */
+  resetVectors(): void {
+    this.#configVector = VIRTIO_MSI_NO_VECTOR;
+    this.#queueVectors.fill(VIRTIO_MSI_NO_VECTOR);
+  }
+
+  /** Signals queue `index`'s vector. */
+  signalQueue(index: number): void {
+    const v = this.queueVector(index);
+    if (v !== VIRTIO_MSI_NO_VECTOR) this.table.signal(v);
+  }
+
+  /** Signals the configuration-change vector. */
+  signalConfig(): void {
+    if (this.#configVector !== VIRTIO_MSI_NO_VECTOR) this.table.signal(this.#configVector);
   }
 }
