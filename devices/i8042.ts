@@ -233,6 +233,9 @@ export class I8042 {
   #readData(): number {
     const b = this.#buffer;
     this.#buffer = undefined;
+    // The line drops when the buffer is read and rises again for the next byte: an edge
+    // per byte, which an edge-triggered PIC input needs to see the next one.
+    this.#updateIrqs();
     this.#fill();
     return b?.byte ?? 0;
   }

@@ -205,3 +205,28 @@ Deno.test("i8042: a flood of key events is bounded by the keyboard's buffer", as
   for (let i = 0; i < 10000; i++) if (kbc.keyEvent(k, i % 2 === 0)) accepted++;
   assert.ok(accepted < 100, `accepted ${accepted}`);
 });
+
+Deno.test("i8042: every byte raises its own IRQ 1 edge, even when the next one is already queued", async () => {
+  const { keyByCode } = await import("./ps2_keymap.ts");
+  const levels: boolean[] = [];
+  const kbc = new I8042(() => {}, { keyboardIrq: { setLevel: (h) => levels.push(h) } });
+  const k = keyByCode("KeyB")!;
+  kbc.keyEvent(k, true);
+  kbc.keyEvent(k, false); // queued behind the make code
+  let edges = 0;
+  let last = false;
+  const count = () => {
+    for (const l of levels.splice(0)) {
+      if (l && !last) edges++;
+      last = l;
+    }
+  };
+  count();
+  assert.equal(edges, 1);
+  assert.equal(inb(kbc.data, 0), 0x30);
+  count();
+  assert.equal(edges, 2, "the break code got an edge of its own");
+  assert.equal(inb(kbc.data, 0), 0xb0);
+  count();
+  assert.equal(last, false);
+});

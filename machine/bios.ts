@@ -18,6 +18,8 @@
  */
 
 import type { VmConfig } from "../config/schema.ts";
+import { basename } from "node:path";
+import { DEFAULT_VGA_BIOS } from "../devices/vga/text_mode.ts";
 import type { Bus } from "../core/bus.ts";
 import type { GuestMemory } from "../core/guest_memory.ts";
 import { E820_RAM, type RamRange } from "../core/layout.ts";
@@ -132,6 +134,8 @@ export interface BiosPlatformHost {
   /** Low RAM and RAM above 4 GiB (not the flash copy). */
   readonly ram: readonly RamRange[];
   reset(): void;
+  /** The VGA BIOS SeaBIOS runs when the config has a display (see {@link readVgaBios}). */
+  vgaBios?: { path: string; bytes: Uint8Array };
   /** Where SeaBIOS's debug log (port 0x402) goes, a line at a time; dropped without one. */
   debugLog?: (line: string) => void;
 }
@@ -144,6 +148,33 @@ export interface BiosPlatform {
   debugcon: DebugCon;
 }
 
+/** A VGA option ROM is at most 128 KiB (the C0000-DFFFF window). */
+const MAX_VGA_BIOS_BYTES = 128 * 1024;
+
+/**
+ * Reads the VGA BIOS a display needs under SeaBIOS (Debian's seabios package:
+ * `vgabios-stdvga.bin`, the one for the standard VGA), with clear errors.
+ */
+export function readVgaBios(path = DEFAULT_VGA_BIOS): { path: string; bytes: Uint8Array } {
+  let info: Deno.FileInfo;
+  try {
+    info = Deno.statSync(path);
+  } catch {
+    throw new Error(
+      `VGA BIOS ${path} not found: install Debian's seabios package (apt-get install seabios)`,
+    );
+  }
+  if (!info.isFile) throw new Error(`VGA BIOS ${path} is not a regular file`);
+  if (info.size < 512 || info.size > MAX_VGA_BIOS_BYTES) {
+    throw new Error(`VGA BIOS ${path} has ${info.size} bytes: not a VGA option ROM`);
+  }
+  const bytes = Deno.readFileSync(path);
+  if (bytes[0] !== 0x55 || bytes[1] !== 0xaa) {
+    throw new Error(`VGA BIOS ${path} has no option ROM signature (55 AA)`);
+  }
+  return { path, bytes };
+}
+
 /** Places the firmware and attaches fw_cfg, the PIIX3 and port 0x92. */
 export function attachBiosPlatform(host: BiosPlatformHost, fw: Firmware): BiosPlatform {
   placeFirmware(host.memory, fw);
@@ -153,7 +184,11 @@ export function attachBiosPlatform(host: BiosPlatformHost, fw: Firmware): BiosPl
 
   const fwCfg = new FwCfg({ memory: host.memory });
   fwCfg.setItem(FW_CFG_RAM_SIZE, u64le(config.vm.memoryBytes));
-  fwCfg.setItem(FW_CFG_NOGRAPHIC, u16le(1));
+  // With a display, SeaBIOS runs the VGA BIOS and draws on the screen (mirrored to COM1 only when
+  // the config asks); without one it is told there is no graphics and uses the serial console.
+  const vga = host.vgaBios;
+  fwCfg.setItem(FW_CFG_NOGRAPHIC, u16le(vga ? 0 : 1));
+  if (vga) fwCfg.addFile(`vgaroms/${basename(vga.path)}`, vga.bytes);
   fwCfg.setItem(FW_CFG_NB_CPUS, u16le(vcpus));
   fwCfg.setItem(FW_CFG_MAX_CPUS, u16le(vcpus));
   fwCfg.setItem(FW_CFG_NUMA, u64le(0));
@@ -165,7 +200,7 @@ export function attachBiosPlatform(host: BiosPlatformHost, fw: Firmware): BiosPl
   fwCfg.addFile("etc/e820", encodeE820(host.ram));
   // -1: SeaBIOS waits forever after "No bootable device."; 0: it resets at once, ending the VM.
   fwCfg.addFile("etc/boot-fail-wait", u32le(config.boot.onFail === "end" ? 0 : 0xffffffff));
-  fwCfg.addFile("etc/sercon-port", u16le(SERCON_PORT));
+  if (!vga || config.display?.serial) fwCfg.addFile("etc/sercon-port", u16le(SERCON_PORT));
   fwCfg.addFile("etc/show-boot-menu", u16le(0));
   host.pio.insert(FW_CFG_PORT_SELECTOR, 2, fwCfg.selectorPort);
   host.pio.insert(FW_CFG_PORT_DMA, 8, fwCfg.dmaPort);

@@ -370,6 +370,7 @@ export class Machine {
           ram: layout.ram,
           reset: () => end({ kind: "reset" }),
           debugLog: biosDebugLog(),
+          vgaBios: options.display ? bios!.readVgaBios() : undefined,
         }, firmware);
       }
       // Virtio devices take the PCI slots after the host bridge (and the PIIX3).
@@ -392,7 +393,9 @@ export class Machine {
         bios!.setBootOrder(this.bios.fwCfg, this.pci, order);
       }
       if (options.display) {
-        this.display = options.display.attach(this, options.display.shared, { firmware: false });
+        this.display = options.display.attach(this, options.display.shared, {
+          firmware: this.bios !== undefined,
+        });
         this.timed.push(this.display.input);
       }
       this.vcpu = this.vm.createVcpu(0, this.boot.state);

@@ -82,6 +82,8 @@ export interface CdpSession {
   waitForCanvasSize(width: number, height: number, timeoutMs?: number): Promise<void>;
   /** A screenshot of the page's canvas, decoded. */
   canvasPixels(): Promise<Frame>;
+  /** A screenshot of the whole page, as the PNG Chromium made. */
+  screenshotPng(): Promise<Uint8Array>;
   /** Presses and releases a key (DOM code and key value). */
   typeKey(code: string, key: string): Promise<void>;
   close(): Promise<void>;
@@ -179,6 +181,11 @@ export async function cdpSession(path: string): Promise<CdpSession> {
       });
       const bin = atob(shot.data as string);
       return decodePng(Uint8Array.from(bin, (ch) => ch.charCodeAt(0)));
+    },
+    async screenshotPng() {
+      const shot = await send("Page.captureScreenshot", { format: "png" });
+      const bin = atob(shot.data as string);
+      return Uint8Array.from(bin, (ch) => ch.charCodeAt(0));
     },
     async typeKey(code, key) {
       await evaluate("document.getElementById('c').focus()");
