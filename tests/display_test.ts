@@ -11,64 +11,22 @@
 import assert from "node:assert/strict";
 import type { AccelChoice } from "../accel/select.ts";
 import { keyByCode } from "../devices/ps2_keymap.ts";
-import type { Frame } from "../devices/vga/render.ts";
-import { VmHost } from "../machine/host.ts";
-import { exitStatus, type Outcome } from "../machine/machine.ts";
+import { exitStatus } from "../machine/machine.ts";
 import { guestPath } from "../guests/images.ts";
 import { guestConfig, kvmAvailable, NO_KVM_MESSAGE } from "./boot.ts";
 import { cdpSession, chromiumPath } from "./chromium.ts";
+import { DisplayGuest, pixel, vncClient } from "./display_helpers.ts";
 
-/** A running vga guest with its serial output as it arrives. */
-class VgaGuest {
-  serial = "";
-  readonly host: VmHost;
-  readonly outcome: Promise<Outcome>;
-  #waiters: (() => void)[] = [];
-
-  constructor(accel: AccelChoice, web = false) {
-    const config = guestConfig({ kernel: guestPath("vga"), accel, timeoutMs: 60_000 });
-    config.display = {
-      type: "vga",
-      serial: false,
-      vnc: "127.0.0.1:0",
-      ...(web ? { web: "127.0.0.1:0" } : {}),
-    };
-    this.host = new VmHost({
-      config,
-      serial: { serial: "none" },
-      onSerialOutput: (b) => {
-        this.serial += new TextDecoder().decode(b);
-        for (const w of this.#waiters.splice(0)) w();
-      },
-    });
-    const timer = setTimeout(() => this.host.stop(), 90_000);
-    this.outcome = this.host.start().finally(() => clearTimeout(timer));
-  }
-
-  /** Resolves once the serial output matches `re`. */
-  async waitFor(re: RegExp): Promise<RegExpMatchArray> {
-    for (;;) {
-      const m = this.serial.match(re);
-      if (m) return m;
-      const ended = await Promise.race([
-        new Promise<false>((r) => this.#waiters.push(() => r(false))),
-        this.outcome.then(() => true),
-      ]);
-      if (ended && !this.serial.match(re)) {
-        const o = await this.outcome;
-        throw new Error(`guest ended (${JSON.stringify(o)}) before ${re}; serial:\n${this.serial}`);
-      }
-    }
-  }
-
-  get display() {
-    return this.host.display!;
-  }
-}
-
-function pixel(f: Frame, x: number, y: number): number[] {
-  const i = (y * f.width + x) * 4;
-  return [...f.rgba.subarray(i, i + 3)];
+/** The vga guest with a display (and a web console when asked). */
+function vgaGuest(accel: AccelChoice, web = false): DisplayGuest {
+  const config = guestConfig({ kernel: guestPath("vga"), accel });
+  config.display = {
+    type: "vga",
+    serial: false,
+    vnc: "127.0.0.1:0",
+    ...(web ? { web: "127.0.0.1:0" } : {}),
+  };
+  return new DisplayGuest(config);
 }
 
 /** The EGA blue and bright white of attribute 0x1F, as the renderer scales 6-bit DAC values. */
@@ -76,7 +34,7 @@ const EGA_BLUE = [0, 0, 0xaa];
 const WHITE = [0xff, 0xff, 0xff];
 
 async function textAndKeys(accel: AccelChoice): Promise<void> {
-  const g = new VgaGuest(accel);
+  const g = vgaGuest(accel);
   try {
     await g.waitFor(/vga: text ready/);
     const text = g.display.screendumpText()!;
@@ -110,44 +68,14 @@ async function textAndKeys(accel: AccelChoice): Promise<void> {
   }
 }
 
-/** Connects to a VNC server, checks the first framebuffer update's size, presses and releases `keysym`. */
+/** Connects to a VNC server, checks the desktop size, presses and releases `keysym`. */
 async function vncKey(endpoint: string, keysym: number): Promise<void> {
-  const [hostname, port] = [
-    endpoint.slice(0, endpoint.lastIndexOf(":")),
-    Number(endpoint.split(":").pop()),
-  ];
-  const conn = await Deno.connect({ hostname, port });
-  const buf: number[] = [];
-  const read = async (n: number) => {
-    while (buf.length < n) {
-      const c = new Uint8Array(65536);
-      const got = await conn.read(c);
-      if (got === null) throw new Error("VNC server closed");
-      buf.push(...c.subarray(0, got));
-    }
-    return Uint8Array.from(buf.splice(0, n));
-  };
+  const vnc = await vncClient(endpoint);
   try {
-    await read(12);
-    await conn.write(new TextEncoder().encode("RFB 003.008\n"));
-    const [, type] = await read(2);
-    assert.equal(type, 1, "no authentication on loopback");
-    await conn.write(Uint8Array.of(1));
-    await read(4);
-    await conn.write(Uint8Array.of(1));
-    const init = await read(24);
-    const v = new DataView(init.buffer);
-    await read(v.getUint32(20));
-    assert.deepEqual([v.getUint16(0), v.getUint16(2)], [320, 240]);
-    for (const down of [1, 0]) {
-      const k = new Uint8Array(8);
-      k[0] = 4;
-      k[1] = down;
-      new DataView(k.buffer).setUint32(4, keysym);
-      await conn.write(k);
-    }
+    assert.deepEqual([vnc.width, vnc.height], [320, 240]);
+    await vnc.key(keysym);
   } finally {
-    conn.close();
+    vnc.close();
   }
 }
 
@@ -167,7 +95,7 @@ Deno.test({
   name: "display: a real browser shows the web console and types into the guest",
   ignore: !kvmAvailable() || chromiumPath() === undefined,
   async fn() {
-    const g = new VgaGuest("kvm", true);
+    const g = vgaGuest("kvm", true);
     const browser = await cdpSession(chromiumPath()!);
     try {
       await g.waitFor(/vga: text ready/);
