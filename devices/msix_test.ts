@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { MsixTable } from "./apic.ts";
 import { ApicBus, ApicRegisterFile, DeliveryMode, msiMessage } from "./apic.ts";
 import { PciConfigSpace } from "./pci.ts";
-import { VIRTIO_MSI_NO_VECTOR, VirtioMsix } from "./virtio/pci_transport.ts";
+import { VIRTIO_MSI_NO_VECTOR, VirtioMsix } from "./virtio/pci_msix.ts";
 import { inN, outN } from "./fakes.ts";
 
 function table(size = 3) {

@@ -10,8 +10,8 @@ import {
   VIRTIO_PCI_QUEUE_PFN,
   VIRTIO_PCI_QUEUE_SEL,
   VIRTIO_PCI_STATUS,
-  VirtioPciDevice,
-} from "./pci_transport.ts";
+} from "./pci_regs.ts";
+import { VirtioPciDevice } from "./pci_transport.ts";
 import { macForInterface, parseMac, VIRTIO_NET_HDR_LEGACY_BYTES, VirtioNet } from "./net.ts";
 import { DriverRing } from "./testing.ts";
 

@@ -1,39 +1,17 @@
 /**
- * Virtio over PCI: the transitional transport (legacy I/O BAR and modern
- * MMIO BAR) and its MSI-X vectors. Each section keeps its own description.
- *
- * @module
- */
-
-// ---- the transport ----
-
-/*
  * Transitional virtio over PCI, as QEMU's default devices: one function that
  * answers both the legacy (0.9.5) interface on an I/O BAR and the modern
- * (1.x) interface in a 64-bit memory BAR.
- *
- * Legacy registers, BAR0 (I/O), device configuration from 0x14 (no MSI-X):
- *
- * | offset | width | register |
- * | --- | --- | --- |
- * | 0x00 | 4 | device features, bits 0-31 (R) |
- * | 0x04 | 4 | driver features (RW) |
- * | 0x08 | 4 | queue PFN: rings at PFN x 4096 (RW) |
- * | 0x0C | 2 | queue size (R) |
- * | 0x0E | 2 | queue select (RW) |
- * | 0x10 | 2 | queue notify (W) |
- * | 0x12 | 1 | device status (RW) |
- * | 0x13 | 1 | ISR status (R, read clears) |
- *
- * Modern interface, BAR4 (64-bit memory, 16 KiB), located by vendor
- * capabilities: common configuration at 0x0000, ISR at 0x1000, device
- * configuration at 0x2000, notifications at 0x3000 (queue n at 4 x n).
+ * (1.x) interface in a 64-bit memory BAR (the register map is in
+ * pci_regs.ts), runs the status machine of pci_status.ts, and serves the
+ * queues; MSI-X vectors are pci_msix.ts's.
  *
  * VIRTIO_F_VERSION_1 is offered only through the modern interface; which
  * interface the driver uses is decided by where it first writes. Queue
  * configuration is latched at DRIVER_OK: later changes are ignored and logged.
  * Interrupts are INTx (pin A), level-triggered: raised while the ISR is
- * non-zero, lowered when the driver reads it.
+ * non-zero, lowered when the driver reads it (or MSI-X, once enabled).
+ *
+ * @module
  */
 
 import {
@@ -48,7 +26,6 @@ import {
 import {
   barOnBus,
   PCI_BASE_ADDRESS_0,
-  PCI_CAP_ID_MSIX,
   PCI_CAP_ID_VNDR,
   PCI_COMMAND,
   PCI_COMMAND_IO,
@@ -69,113 +46,63 @@ import {
   VIRTIO_F_VERSION_1,
   VIRTIO_ISR_CONFIG,
   VIRTIO_ISR_QUEUE,
-  VIRTIO_STATUS_ACKNOWLEDGE,
-  VIRTIO_STATUS_DRIVER,
   VIRTIO_STATUS_DRIVER_OK,
-  VIRTIO_STATUS_FAILED,
   VIRTIO_STATUS_FEATURES_OK,
   VIRTIO_STATUS_NEEDS_RESET,
   type VirtioBackend,
   type VirtioDeviceContext,
 } from "./virtio.ts";
 
-import { MsixTable } from "../apic.ts";
-/** PCI vendor ID of virtio devices (Red Hat / Qumranet). */
-export const VIRTIO_PCI_VENDOR_ID = 0x1af4;
-/** Modern-only device IDs are this plus the device type (types without a transitional ID). */
-export const VIRTIO_PCI_MODERN_BASE = 0x1040;
-
-/** Legacy register offsets (BAR0). */
-export const VIRTIO_PCI_HOST_FEATURES = 0x00;
-export const VIRTIO_PCI_GUEST_FEATURES = 0x04;
-export const VIRTIO_PCI_QUEUE_PFN = 0x08;
-export const VIRTIO_PCI_QUEUE_NUM = 0x0c;
-export const VIRTIO_PCI_QUEUE_SEL = 0x0e;
-export const VIRTIO_PCI_QUEUE_NOTIFY = 0x10;
-export const VIRTIO_PCI_STATUS = 0x12;
-export const VIRTIO_PCI_ISR = 0x13;
-/** Legacy device configuration starts here when MSI-X is off (always, here). */
-export const VIRTIO_PCI_CONFIG_LEGACY = 0x14;
-
-/** Modern common configuration offsets (virtio 1.x 4.1.4.3). */
-export const VIRTIO_PCI_COMMON_DFSELECT = 0x00;
-export const VIRTIO_PCI_COMMON_DF = 0x04;
-export const VIRTIO_PCI_COMMON_GFSELECT = 0x08;
-export const VIRTIO_PCI_COMMON_GF = 0x0c;
-export const VIRTIO_PCI_COMMON_MSIX = 0x10;
-export const VIRTIO_PCI_COMMON_NUMQ = 0x12;
-export const VIRTIO_PCI_COMMON_STATUS = 0x14;
-export const VIRTIO_PCI_COMMON_CFGGENERATION = 0x15;
-export const VIRTIO_PCI_COMMON_Q_SELECT = 0x16;
-export const VIRTIO_PCI_COMMON_Q_SIZE = 0x18;
-export const VIRTIO_PCI_COMMON_Q_MSIX = 0x1a;
-export const VIRTIO_PCI_COMMON_Q_ENABLE = 0x1c;
-export const VIRTIO_PCI_COMMON_Q_NOFF = 0x1e;
-export const VIRTIO_PCI_COMMON_Q_DESCLO = 0x20;
-export const VIRTIO_PCI_COMMON_Q_DESCHI = 0x24;
-export const VIRTIO_PCI_COMMON_Q_AVAILLO = 0x28;
-export const VIRTIO_PCI_COMMON_Q_AVAILHI = 0x2c;
-export const VIRTIO_PCI_COMMON_Q_USEDLO = 0x30;
-export const VIRTIO_PCI_COMMON_Q_USEDHI = 0x34;
-/** Bytes of the common configuration structure we implement. */
-export const VIRTIO_PCI_COMMON_BYTES = 0x38;
-
-/** Virtio PCI capability types. */
-export const VIRTIO_PCI_CAP_COMMON_CFG = 1;
-export const VIRTIO_PCI_CAP_NOTIFY_CFG = 2;
-export const VIRTIO_PCI_CAP_ISR_CFG = 3;
-export const VIRTIO_PCI_CAP_DEVICE_CFG = 4;
-
-/** "No MSI-X vector": what the MSI-X vector registers read (we have no MSI-X). */
-
-/** Where the structures live inside the modern BAR. */
-export const MODERN_COMMON_OFFSET = 0x0000;
-export const MODERN_ISR_OFFSET = 0x1000;
-export const MODERN_DEVICE_OFFSET = 0x2000;
-export const MODERN_NOTIFY_OFFSET = 0x3000;
-/** Size of the modern BAR. */
-export const MODERN_BAR_BYTES = 0x4000;
-/** Bytes between two queues' notification addresses. */
-export const NOTIFY_OFF_MULTIPLIER = 4;
-/** The legacy I/O BAR index. */
-export const LEGACY_BAR = 0;
-/** The modern memory BAR index. */
-export const MODERN_BAR = 4;
-/** Chains served per queue per pass before the vCPU loop gets control back. */
-export const DEFAULT_REQUESTS_PER_PASS = 16;
-
-/**
- * The device status state machine: a bit the driver sets must find the bits
- * of `requires` already set (`modernRequires` too on the modern interface).
- * NEEDS_RESET is the device's; the driver can only clear bits by writing 0.
- */
-export const STATUS_TRANSITIONS: readonly {
-  bit: number;
-  name: string;
-  requires: number;
-  modernRequires: number;
-}[] = [
-  { bit: VIRTIO_STATUS_ACKNOWLEDGE, name: "ACKNOWLEDGE", requires: 0, modernRequires: 0 },
-  {
-    bit: VIRTIO_STATUS_DRIVER,
-    name: "DRIVER",
-    requires: VIRTIO_STATUS_ACKNOWLEDGE,
-    modernRequires: 0,
-  },
-  {
-    bit: VIRTIO_STATUS_FEATURES_OK,
-    name: "FEATURES_OK",
-    requires: VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER,
-    modernRequires: 0,
-  },
-  {
-    bit: VIRTIO_STATUS_DRIVER_OK,
-    name: "DRIVER_OK",
-    requires: VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER,
-    modernRequires: VIRTIO_STATUS_FEATURES_OK,
-  },
-  { bit: VIRTIO_STATUS_FAILED, name: "FAILED", requires: 0, modernRequires: 0 },
-];
+import {
+  CLASS_BY_TYPE,
+  DEFAULT_REQUESTS_PER_PASS,
+  LEGACY_BAR,
+  MODERN_BAR,
+  MODERN_BAR_BYTES,
+  MODERN_COMMON_OFFSET,
+  MODERN_DEVICE_OFFSET,
+  MODERN_ISR_OFFSET,
+  MODERN_NOTIFY_OFFSET,
+  NOTIFY_OFF_MULTIPLIER,
+  TRANSITIONAL_DEVICE_IDS,
+  VIRTIO_PCI_CAP_COMMON_CFG,
+  VIRTIO_PCI_CAP_DEVICE_CFG,
+  VIRTIO_PCI_CAP_ISR_CFG,
+  VIRTIO_PCI_CAP_NOTIFY_CFG,
+  VIRTIO_PCI_COMMON_BYTES,
+  VIRTIO_PCI_COMMON_CFGGENERATION,
+  VIRTIO_PCI_COMMON_DF,
+  VIRTIO_PCI_COMMON_DFSELECT,
+  VIRTIO_PCI_COMMON_GF,
+  VIRTIO_PCI_COMMON_GFSELECT,
+  VIRTIO_PCI_COMMON_MSIX,
+  VIRTIO_PCI_COMMON_NUMQ,
+  VIRTIO_PCI_COMMON_Q_AVAILHI,
+  VIRTIO_PCI_COMMON_Q_AVAILLO,
+  VIRTIO_PCI_COMMON_Q_DESCHI,
+  VIRTIO_PCI_COMMON_Q_DESCLO,
+  VIRTIO_PCI_COMMON_Q_ENABLE,
+  VIRTIO_PCI_COMMON_Q_MSIX,
+  VIRTIO_PCI_COMMON_Q_NOFF,
+  VIRTIO_PCI_COMMON_Q_SELECT,
+  VIRTIO_PCI_COMMON_Q_SIZE,
+  VIRTIO_PCI_COMMON_Q_USEDHI,
+  VIRTIO_PCI_COMMON_Q_USEDLO,
+  VIRTIO_PCI_COMMON_STATUS,
+  VIRTIO_PCI_CONFIG_LEGACY,
+  VIRTIO_PCI_GUEST_FEATURES,
+  VIRTIO_PCI_HOST_FEATURES,
+  VIRTIO_PCI_ISR,
+  VIRTIO_PCI_MODERN_BASE,
+  VIRTIO_PCI_QUEUE_NOTIFY,
+  VIRTIO_PCI_QUEUE_NUM,
+  VIRTIO_PCI_QUEUE_PFN,
+  VIRTIO_PCI_QUEUE_SEL,
+  VIRTIO_PCI_STATUS,
+  VIRTIO_PCI_VENDOR_ID,
+} from "./pci_regs.ts";
+import { STATUS_TRANSITIONS } from "./pci_status.ts";
+import { MSIX_BAR, MSIX_BAR_BYTES, VIRTIO_MSI_NO_VECTOR, VirtioMsix } from "./pci_msix.ts";
 
 /** PCI identity overrides (vmmci is not a Red Hat device). */
 export interface VirtioPciIds {
@@ -209,22 +136,6 @@ export interface VirtioPciOptions {
    */
   msi?: (address: number, data: number) => void;
 }
-
-/** Transitional PCI device IDs by virtio device type (virtio 1.x 4.1.2.1). */
-export const TRANSITIONAL_DEVICE_IDS: Readonly<Record<number, number>> = {
-  1: 0x1000, // net
-  2: 0x1001, // block
-  5: 0x1002, // balloon
-  3: 0x1003, // console
-  8: 0x1004, // SCSI host
-  4: 0x1005, // entropy
-  9: 0x1009, // 9P transport
-};
-
-const CLASS_BY_TYPE: Record<number, number> = {
-  1: 0x020000, // network controller, Ethernet
-  2: 0x010000, // mass storage, SCSI (what QEMU reports for virtio-blk)
-};
 
 function nextPowerOfTwo(n: number): number {
   let p = 1;
@@ -918,119 +829,5 @@ export class VirtioPciDevice implements PciDevice, TimedDevice {
   /** Releases the backend's host resources. */
   close(): void {
     this.backend.close?.();
-  }
-}
-
-// ---- MSI-X vectors ----
-
-/*
- * MSI-X for a virtio PCI function, laid out as QEMU's virtio-pci does: the
- * table at offset 0 and the PBA at 0x800 of memory BAR 1 (4 KiB), one
- * vector for configuration changes plus one per queue. The driver picks
- * which table entry each source uses through the common configuration's
- * `msix_config` and `queue_msix_vector` (virtio 1.x 4.1.4.3); a vector out
- * of the table reads back as NO_VECTOR (the driver's way to see it was
- * refused), and a source with NO_VECTOR raises nothing while MSI-X is on.
- */
-
-/** The BAR holding the MSI-X table and PBA. */
-export const MSIX_BAR = 1;
-/** Its size. */
-export const MSIX_BAR_BYTES = 0x1000;
-/** Table and PBA offsets in it. */
-export const MSIX_TABLE_OFFSET = 0x000;
-export const MSIX_PBA_OFFSET = 0x800;
-/** "No vector" in msix_config / queue_msix_vector. */
-export const VIRTIO_MSI_NO_VECTOR = 0xffff;
-
-/** The MSI-X state of one virtio PCI function. */
-export class VirtioMsix {
-  readonly table: MsixTable;
-  /** The BAR's contents (table and PBA), for the MMIO bus. */
-  readonly bar: BusDevice;
-  #configVector = VIRTIO_MSI_NO_VECTOR;
-  readonly #queueVectors: number[];
-
-  /**
-   * Adds the MSI-X capability to `config` for `queues` queues (+1 config
-   * vector); `send` delivers a message (address, data).
-   */
-  constructor(
-    config: PciConfigSpace,
-    queues: number,
-    send: (address: number, data: number) => void,
-  ) {
-    const size = queues + 1;
-    this.table = new MsixTable(size, send);
-    this.#queueVectors = new Array(queues).fill(VIRTIO_MSI_NO_VECTOR);
-    const control = size - 1;
-    const tableWord = MSIX_TABLE_OFFSET | MSIX_BAR;
-    const pbaWord = MSIX_PBA_OFFSET | MSIX_BAR;
-    const body = [
-      control & 0xff,
-      control >> 8,
-      ...[0, 8, 16, 24].map((s) => (tableWord >>> s) & 0xff),
-      ...[0, 8, 16, 24].map((s) => (pbaWord >>> s) & 0xff),
-    ];
-    // Only the enable and function-mask bits (15, 14 of message control) are writable.
-    const at = config.addCapability(PCI_CAP_ID_MSIX, body, [0, 0xc0, 0, 0, 0, 0, 0, 0, 0, 0]);
-    config.addRegion(at + 2, 2, {
-      write: () => this.table.writeControl(config.u16(at + 2)),
-    });
-    const table = this.table;
-    this.bar = {
-      name: "virtio-msix",
-      read(offset, data) {
-        if (offset >= MSIX_PBA_OFFSET) table.pba.read(offset - MSIX_PBA_OFFSET, data);
-        else table.table.read(offset - MSIX_TABLE_OFFSET, data);
-      },
-      write(offset, data) {
-        if (offset >= MSIX_PBA_OFFSET) table.pba.write(offset - MSIX_PBA_OFFSET, data);
-        else table.table.write(offset - MSIX_TABLE_OFFSET, data);
-      },
-    };
-  }
-
-  /** Whether the driver turned MSI-X on (INTx is then silent). */
-  get active(): boolean {
-    return this.table.enabled;
-  }
-
-  #checked(vector: number): number {
-    return vector < this.table.size ? vector : VIRTIO_MSI_NO_VECTOR;
-  }
-
-  get configVector(): number {
-    return this.#configVector;
-  }
-
-  set configVector(vector: number) {
-    this.#configVector = this.#checked(vector);
-  }
-
-  /** Queue `index`'s vector (NO_VECTOR for a missing queue). */
-  queueVector(index: number): number {
-    return this.#queueVectors[index] ?? VIRTIO_MSI_NO_VECTOR;
-  }
-
-  setQueueVector(index: number, vector: number): void {
-    if (index < this.#queueVectors.length) this.#queueVectors[index] = this.#checked(vector);
-  }
-
-  /** Device reset: every source back to NO_VECTOR (the table is PCI state and stays). */
-  resetVectors(): void {
-    this.#configVector = VIRTIO_MSI_NO_VECTOR;
-    this.#queueVectors.fill(VIRTIO_MSI_NO_VECTOR);
-  }
-
-  /** Signals queue `index`'s vector. */
-  signalQueue(index: number): void {
-    const v = this.queueVector(index);
-    if (v !== VIRTIO_MSI_NO_VECTOR) this.table.signal(v);
-  }
-
-  /** Signals the configuration-change vector. */
-  signalConfig(): void {
-    if (this.#configVector !== VIRTIO_MSI_NO_VECTOR) this.table.signal(this.#configVector);
   }
 }

@@ -21,7 +21,6 @@ import {
   MODERN_DEVICE_OFFSET,
   MODERN_ISR_OFFSET,
   MODERN_NOTIFY_OFFSET,
-  STATUS_TRANSITIONS,
   VIRTIO_PCI_COMMON_DF,
   VIRTIO_PCI_COMMON_DFSELECT,
   VIRTIO_PCI_COMMON_GF,
@@ -42,8 +41,9 @@ import {
   VIRTIO_PCI_QUEUE_PFN,
   VIRTIO_PCI_QUEUE_SEL,
   VIRTIO_PCI_STATUS,
-  VirtioPciDevice,
-} from "./pci_transport.ts";
+} from "./pci_regs.ts";
+import { STATUS_TRANSITIONS } from "./pci_status.ts";
+import { VirtioPciDevice } from "./pci_transport.ts";
 import { VirtioRng } from "./rng.ts";
 import { DriverRing } from "./testing.ts";
 import {

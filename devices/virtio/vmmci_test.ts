@@ -2,12 +2,8 @@ import assert from "node:assert/strict";
 import { GuestMemory } from "../../core/guest_memory.ts";
 import { inN, outN, RecordingIrqLine } from "../fakes.ts";
 import { PCI_SUBSYSTEM_ID, PCI_SUBSYSTEM_VENDOR_ID } from "../pci.ts";
-import {
-  VIRTIO_PCI_CONFIG_LEGACY,
-  VIRTIO_PCI_ISR,
-  VIRTIO_PCI_STATUS,
-  VirtioPciDevice,
-} from "./pci_transport.ts";
+import { VIRTIO_PCI_CONFIG_LEGACY, VIRTIO_PCI_ISR, VIRTIO_PCI_STATUS } from "./pci_regs.ts";
+import { VirtioPciDevice } from "./pci_transport.ts";
 import { Vmmci, VMMCI_NONE, VMMCI_REBOOT, VMMCI_SHUTDOWN } from "./vmmci.ts";
 import { VIRTIO_ISR_CONFIG } from "./virtio.ts";
 

@@ -27,8 +27,8 @@ import {
   VIRTIO_PCI_QUEUE_PFN,
   VIRTIO_PCI_QUEUE_SEL,
   VIRTIO_PCI_STATUS,
-  type VirtioPciDevice,
-} from "../../devices/virtio/pci_transport.ts";
+} from "../../devices/virtio/pci_regs.ts";
+import type { VirtioPciDevice } from "../../devices/virtio/pci_transport.ts";
 import {
   type GuardedMemory,
   type NullAccel,
