@@ -76,8 +76,18 @@ main:
     mov edi, [msix_table]
     mov dword [edi + 28], 1           ; mask entry 1
     call read_sector0
+    ; The used ring can show the request done before the pending bit is set
+    ; (QEMU completes it on another thread): give the bit a bounded while.
+    mov ecx, 1000000
+.pba_wait:
     mov eax, [msix_pba]
     mov eax, [eax]
+    test eax, 2
+    jnz .pba_seen
+    pause
+    dec ecx
+    jnz .pba_wait
+.pba_seen:
     PRINT "masked: interrupts="
     PRINT_DEC [msix_count]
     PRINT " pba="
