@@ -7,12 +7,15 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseStartRequest, startConfig } from "../cli/verbs/start.ts";
 import { guestPath } from "../guests/images.ts";
 import { kvmAvailable, NO_KVM_MESSAGE } from "./boot.ts";
 import { NOBODY_UID, setUp, vmmctl } from "./vmctl_helpers.ts";
 
 const KVM = kvmAvailable();
 const TICKER = guestPath("ticker");
+const BOOTSECTOR = fileURLToPath(new URL("../guests/bin/disk/bootsector.img", import.meta.url));
 
 /** [arguments after `start`, the exact stderr]: every one exits 1 before any VM starts. */
 const REFUSED: [string[], string][] = [
@@ -48,8 +51,22 @@ const REFUSED: [string[], string][] = [
   [["-b", TICKER, "-i", "17", "x"], "vmmctl: too many network interfaces\n"],
   [
     ["-B", "cdrom", "-b", TICKER, "x"],
-    "vmmctl: -B cdrom: needs BIOS boot, which vmmctl cannot do yet: give a kernel with -b\n",
+    "vmmctl: -B cdrom: no CD-ROM image to boot: give one with -r\n",
   ],
+  [
+    ["-B", "cdrom", "-d", BOOTSECTOR, "x"],
+    "vmmctl: -B cdrom: no CD-ROM image to boot: give one with -r\n",
+  ],
+  [
+    ["-B", "net", "-d", BOOTSECTOR, "x"],
+    "vmmctl: -B net: network boot is not supported (no PXE ROM); use disk or cdrom\n",
+  ],
+  [["-B", "bogus", "-d", BOOTSECTOR, "x"], "vmmctl: unknown boot device bogus\n"],
+  [
+    ["-r", "/nonexistent.iso", "-B", "cdrom", "x"],
+    "vmmctl: invalid iso image path: No such file or directory\n",
+  ],
+  [["-r", BOOTSECTOR, "-r", BOOTSECTOR, "x"], "vmmctl: iso image specified multiple times\n"],
   [
     ["-n", "uplink", "-b", TICKER, "x"],
     "vmmctl: -n uplink: virtual switches are not supported yet; use -i with taps\n",
@@ -72,6 +89,44 @@ Deno.test("start: vmctl's checks of the flags, with its messages", async () => {
     const nothing = await vmmctl(rundir, ["start", "nosuchvm"]);
     assert.equal(nothing.code, 1);
     assert.match(nothing.stderr, /^vmmctl: no VM named "nosuchvm"/);
+  } finally {
+    await cleanup();
+  }
+});
+
+/** [flags, the config's boot.kernel, boot.device and cdrom.path]: accepted, no VM started. */
+const BIOS_ROWS: [string[], string | undefined, string | undefined, string | undefined][] = [
+  [["-d", BOOTSECTOR], undefined, undefined, undefined],
+  [["-d", BOOTSECTOR, "-B", "disk"], undefined, "disk", undefined],
+  [["-r", BOOTSECTOR], undefined, undefined, BOOTSECTOR],
+  [["-r", BOOTSECTOR, "-B", "cdrom"], undefined, "cdrom", BOOTSECTOR],
+  [["-d", BOOTSECTOR, "-r", BOOTSECTOR, "-B", "cdrom"], undefined, "cdrom", BOOTSECTOR],
+  [["-b", TICKER, "-r", BOOTSECTOR], TICKER, undefined, BOOTSECTOR],
+];
+
+Deno.test("start: -d without -b boots through the BIOS; -r and -B set [cdrom] and boot.device", async () => {
+  const { rundir, cleanup } = await setUp();
+  try {
+    for (const [args, kernel, device, cdrom] of BIOS_ROWS) {
+      const flags: Record<string, string[]> = {};
+      const key: Record<string, string> = {
+        "-d": "disk",
+        "-B": "boot-device",
+        "-r": "cdrom",
+        "-b": "kernel",
+      };
+      for (let i = 0; i < args.length; i += 2) (flags[key[args[i]]] ??= []).push(args[i + 1]);
+      const config = startConfig(rundir, parseStartRequest("biosvm", flags));
+      const what = args.join(" ");
+      assert.equal(
+        config.boot.kernel,
+        kernel === undefined ? undefined : Deno.realPathSync(kernel),
+        what,
+      );
+      assert.equal(config.boot.device, device, what);
+      assert.equal(config.cdrom?.path, cdrom, what);
+      assert.equal(config.vm.name, "biosvm", what);
+    }
   } finally {
     await cleanup();
   }

@@ -184,12 +184,11 @@ function createsSomething(r: StartRequest): boolean {
     r.interfaces !== undefined || r.networks.length > 0 || r.memoryBytes !== undefined;
 }
 
-const NEEDS_BIOS = "needs BIOS boot, which vmmctl cannot do yet: give a kernel with -b";
-
 /** The config NAME starts with: a definition with the flags on top, an instance, or flags alone. */
 export function startConfig(rundir: string, req: StartRequest): VmConfig {
-  if (req.bootDevice !== undefined) throw new ManagedError(`-B ${req.bootDevice}: ${NEEDS_BIOS}`);
-  if (req.cdrom !== undefined) throw new ManagedError(`-r (an ISO image): ${NEEDS_BIOS}`);
+  if (req.bootDevice === "net") {
+    throw new ManagedError("-B net: network boot is not supported (no PXE ROM); use disk or cdrom");
+  }
   const local = req.networks.includes(".");
   if (local) {
     throw new ManagedError(
@@ -207,12 +206,11 @@ export function startConfig(rundir: string, req: StartRequest): VmConfig {
   if (!createsSomething(req)) {
     throw new ManagedError(
       `no VM named "${req.name}" (not in the loaded definitions, no ${req.name}.toml here); ` +
-        "give -b KERNEL (and -m, -d, -i) to start one from flags",
+        "give -b KERNEL, -d DISK or -r ISO (and -m, -i) to start one from flags",
     );
   }
-  if (req.kernel === undefined) {
-    if (req.disks.length === 0) throw new ManagedError("no kernel or disk/cdrom specified");
-    throw new ManagedError(`booting from a disk ${NEEDS_BIOS}`);
+  if (req.kernel === undefined && req.disks.length === 0 && req.cdrom === undefined) {
+    throw new ManagedError("no kernel or disk/cdrom specified");
   }
   if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(req.name)) throw new ManagedError("invalid VM name");
   if (req.name.length >= 64) throw new ManagedError("vm name too long");
@@ -224,7 +222,8 @@ export function startConfig(rundir: string, req: StartRequest): VmConfig {
       accel: "auto",
       irqchip: "user",
     },
-    boot: { kernel: req.kernel, cmdline: "" },
+    // No kernel: the BIOS boots the disk (or the CD-ROM with -B cdrom).
+    boot: req.kernel === undefined ? { cmdline: "" } : { kernel: req.kernel, cmdline: "" },
     disks: [],
     interfaces: [],
     console: { serial: "stdio" },
@@ -320,6 +319,13 @@ function withFlags(config: VmConfig, req: StartRequest, opts: { adHoc?: boolean 
   const c: VmConfig = structuredClone(config);
   if (req.kernel !== undefined) c.boot.kernel = req.kernel;
   if (req.memoryBytes !== undefined) c.vm.memoryBytes = req.memoryBytes;
+  if (req.cdrom !== undefined) c.cdrom = { path: req.cdrom };
+  if (req.bootDevice !== undefined) {
+    if (req.bootDevice === "cdrom" && c.cdrom === undefined) {
+      throw new ManagedError("-B cdrom: no CD-ROM image to boot: give one with -r");
+    }
+    c.boot.device = req.bootDevice as "disk" | "cdrom";
+  }
   if (req.disks.length) {
     if (req.disks.length > MAX_DISKS) throw new ManagedError("too many disks");
     c.disks = req.disks.map((d) => ({ path: d.path, format: d.format, readonly: false }));
@@ -347,7 +353,8 @@ export const startCommand: Command = {
   args: "NAME",
   description: [
     "NAME is a loaded definition (vm.conf or TOML), a config FILE, or NAME.toml here;",
-    "with -b (and -m, -d, -i) a VM that is defined nowhere starts from the flags alone,",
+    "with -b, -d or -r (and -m, -i) a VM that is defined nowhere starts from the flags alone",
+    "(without -b it boots through the BIOS: from its disk, or from -r's ISO with -B cdrom),",
     "with 512M of memory unless -m says otherwise. -t TEMPLATE makes NAME an instance",
     "of a defined VM (vm.conf's allow instance). Sizes are scan_scaled(3)'s: 512M, 1.5G.",
   ].join("\n"),
@@ -363,7 +370,7 @@ export const startCommand: Command = {
       short: "B",
       value: "DEVICE",
       multiple: true,
-      description: "boot from disk|cdrom|net (needs BIOS boot)",
+      description: "what the BIOS boots: disk or cdrom (net is not supported)",
     },
     kernel: {
       type: "string",
@@ -405,7 +412,7 @@ export const startCommand: Command = {
       short: "r",
       value: "PATH",
       multiple: true,
-      description: "ISO image as a CD-ROM (needs BIOS boot)",
+      description: "ISO image as a CD-ROM (boot it with -B cdrom)",
     },
     template: {
       type: "string",
