@@ -164,6 +164,11 @@ function escapeHtml(s: string): string {
   return s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
 
+/** `value` as a JavaScript literal that is safe inside a <script> element. */
+function scriptString(value: string): string {
+  return JSON.stringify(value).replace(/</g, "\\u003c");
+}
+
 /** The console page: a canvas, a status line and about 60 lines of script. */
 function page(name: string): string {
   return `<!doctype html>
@@ -179,9 +184,9 @@ const ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") +
 ws.binaryType = "arraybuffer";
 let pending = 0, buttons = 0;
 ws.onopen = () => { s.textContent = ${
-    JSON.stringify(name)
+    scriptString(name)
   } + ": connected (click the screen to type)"; c.focus(); };
-ws.onclose = () => { s.textContent = ${JSON.stringify(name)} + ": disconnected"; };
+ws.onclose = () => { s.textContent = ${scriptString(name)} + ": disconnected"; };
 ws.onmessage = (e) => {
   const v = new DataView(e.data);
   if (v.getUint8(0) !== 1) return;

@@ -120,3 +120,13 @@ Deno.test("web console: a password is required when set", async () => {
     assert.equal(bad.status, 401);
   });
 });
+
+Deno.test("web console: a name cannot close the page's script element", async () => {
+  const web = new WebConsole({
+    source: { frame: () => solid(8, 8, 0) },
+    input: { key: () => {}, pointer: () => {} },
+    name: "</script><script>alert(1)</script>",
+  });
+  const html = await web.handle(new Request("http://x/")).text();
+  assert.equal(html.match(/<\/script>/g)?.length, 1, "only the page's own closing tag");
+});
