@@ -487,6 +487,30 @@ function decodeSegment(s: KvmSegment): Segment {
   };
 }
 
+/** A decoded `kvm_sregs` as our {@link SpecialRegisters} (the vmm(4) emulation decodes its own). */
+export function specialRegistersFromKvm(
+  d: Pick<ReturnType<typeof abi.kvm_sregs.decode>, keyof SpecialRegisters>,
+): SpecialRegisters {
+  return {
+    cs: decodeSegment(d.cs),
+    ds: decodeSegment(d.ds),
+    es: decodeSegment(d.es),
+    fs: decodeSegment(d.fs),
+    gs: decodeSegment(d.gs),
+    ss: decodeSegment(d.ss),
+    tr: decodeSegment(d.tr),
+    ldt: decodeSegment(d.ldt),
+    gdt: { base: d.gdt.base, limit: d.gdt.limit },
+    idt: { base: d.idt.base, limit: d.idt.limit },
+    cr0: d.cr0,
+    cr2: d.cr2,
+    cr3: d.cr3,
+    cr4: d.cr4,
+    cr8: d.cr8,
+    efer: d.efer,
+  };
+}
+
 function encodeSegment(s: Segment): EncodeValue<KvmSegment> {
   return {
     base: s.base,
@@ -559,24 +583,7 @@ export class KvmVcpu extends VcpuBase implements Vcpu {
     if (!this.#sregs) {
       this.#libc.ioctl(this.fd, abi.KVM_GET_SREGS, this.#sregsBuf);
       const d = abi.kvm_sregs.decode(new DataView(this.#sregsBuf.buffer));
-      this.#sregs = {
-        cs: decodeSegment(d.cs),
-        ds: decodeSegment(d.ds),
-        es: decodeSegment(d.es),
-        fs: decodeSegment(d.fs),
-        gs: decodeSegment(d.gs),
-        ss: decodeSegment(d.ss),
-        tr: decodeSegment(d.tr),
-        ldt: decodeSegment(d.ldt),
-        gdt: { base: d.gdt.base, limit: d.gdt.limit },
-        idt: { base: d.idt.base, limit: d.idt.limit },
-        cr0: d.cr0,
-        cr2: d.cr2,
-        cr3: d.cr3,
-        cr4: d.cr4,
-        cr8: d.cr8,
-        efer: d.efer,
-      };
+      this.#sregs = specialRegistersFromKvm(d);
     }
     return structuredClone(this.#sregs);
   }

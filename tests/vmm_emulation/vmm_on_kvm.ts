@@ -59,14 +59,15 @@ import { errnoNumber, IoctlError, SyscallError } from "../../ffi/errno.ts";
 import type { IoctlArg, IoctlRequest, Libc, LibcConstants, Mapping } from "../../ffi/libc.ts";
 import type { StructLayout } from "../../ffi/struct.ts";
 import * as kvm from "../../accel/kvm/abi.ts";
-import { guestCpuid, KvmAccel, KvmVm, openVcpu } from "../../accel/kvm/kvm.ts";
-import * as abi from "../../accel/openbsd/abi.ts";
 import {
-  GPR_FIELDS,
-  type Registers,
-  type Segment,
-  type SpecialRegisters,
-} from "../../accel/types.ts";
+  guestCpuid,
+  KvmAccel,
+  KvmVm,
+  openVcpu,
+  specialRegistersFromKvm,
+} from "../../accel/kvm/kvm.ts";
+import * as abi from "../../accel/openbsd/abi.ts";
+import { GPR_FIELDS, type Registers } from "../../accel/types.ts";
 import {
   vm_create_params_era_b,
   VMM_IOC_CREATE_ERA_B,
@@ -1623,7 +1624,10 @@ export class VmmOnKvmLibc implements Libc {
     len: number,
     data: Uint8Array,
   ): { pre: Uint8Array; length: number } | undefined {
-    const ourSregs = toSpecialRegisters(sregs);
+    // decodeKvmSregs fills every kvm_sregs field the mapping reads.
+    const ourSregs = specialRegistersFromKvm(
+      sregs as Parameters<typeof specialRegistersFromKvm>[0],
+    );
     const cpuMode = cpuModeOf(ourSregs, after.getBigUint64(KVM_REG_OFFSET.rflags, true));
     const rip = after.getBigUint64(KVM_REG_OFFSET.rip, true);
     const regsAfter = toRegisters(after);
@@ -1715,42 +1719,6 @@ function toRegisters(r: DataView): Registers {
     out[name as keyof Registers] = r.getBigUint64(off, true);
   }
   return out;
-}
-
-/** A decoded kvm_sregs as our SpecialRegisters (for the shared decoder's helpers). */
-function toSpecialRegisters(s: KvmSregs): SpecialRegisters {
-  const seg = (k: KvmSregs): Segment => ({
-    base: k.base,
-    limit: k.limit,
-    selector: k.selector,
-    type: k.type,
-    present: k.present === 1,
-    dpl: k.dpl,
-    db: k.db === 1,
-    s: k.s === 1,
-    l: k.l === 1,
-    g: k.g === 1,
-    avl: k.avl === 1,
-    unusable: k.unusable === 1,
-  });
-  return {
-    cs: seg(s.cs),
-    ds: seg(s.ds),
-    es: seg(s.es),
-    fs: seg(s.fs),
-    gs: seg(s.gs),
-    ss: seg(s.ss),
-    tr: seg(s.tr),
-    ldt: seg(s.ldt),
-    gdt: { base: s.gdt.base, limit: s.gdt.limit },
-    idt: { base: s.idt.base, limit: s.idt.limit },
-    cr0: s.cr0,
-    cr2: s.cr2,
-    cr3: s.cr3,
-    cr4: s.cr4,
-    cr8: s.cr8,
-    efer: s.efer,
-  };
 }
 
 /** The bits an access of `size` bytes covers. */
