@@ -11,7 +11,7 @@ import {
   VIRTIO_GUEST_EXPECTATIONS,
   VIRTIO_NET_EXPECTATION,
 } from "../guests/expectations.ts";
-import { ip, linkExists } from "./netns.ts";
+import { ip, linkExists, netUnavailable } from "./netns.ts";
 import { vmmctl } from "./cli.ts";
 import { guestPath } from "../guests/images.ts";
 import { kvmAvailable, NO_KVM_MESSAGE } from "./boot.ts";
@@ -197,18 +197,6 @@ Deno.test({
     }
   },
 });
-
-function netUnavailable(): string | undefined {
-  try {
-    Deno.openSync("/dev/net/tun", { read: true, write: true }).close();
-    if (!new Deno.Command("ip", { args: ["netns", "list"] }).outputSync().success) {
-      return "`ip netns` does not work";
-    }
-  } catch (e) {
-    return `no tap or ip: ${e instanceof Error ? e.message : e}`;
-  }
-  return undefined;
-}
 
 Deno.test({
   name: "lockdown: the virtio-net guest exchanges ARP through its tap after lock-down",

@@ -14,6 +14,19 @@ export function ip(...args: string[]): string {
   return new TextDecoder().decode(r.stdout);
 }
 
+/** Why tests that need taps and network namespaces cannot run here, if they cannot. */
+export function netUnavailable(): string | undefined {
+  try {
+    Deno.openSync("/dev/net/tun", { read: true, write: true }).close();
+    if (!new Deno.Command("ip", { args: ["netns", "list"] }).outputSync().success) {
+      return "`ip netns` does not work";
+    }
+  } catch (e) {
+    return `no tap or ip: ${e instanceof Error ? e.message : e}`;
+  }
+  return undefined;
+}
+
 /** Whether interface `name` exists in the current namespace. */
 export function linkExists(name: string): boolean {
   return new Deno.Command("ip", { args: ["link", "show", "dev", name] }).outputSync().success;

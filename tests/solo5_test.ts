@@ -21,7 +21,7 @@ import { Solo5Machine } from "../solo5/tender.ts";
 import { preprocessSolo5Args } from "../cli/verbs/solo5.ts";
 import { kvmAvailable, NO_KVM_MESSAGE } from "./boot.ts";
 import { vmmctl } from "./cli.ts";
-import { ip, linkExists } from "./netns.ts";
+import { ip, linkExists, netUnavailable } from "./netns.ts";
 
 const ignore = !kvmAvailable();
 if (ignore) console.warn(`solo5 unikernels: ${NO_KVM_MESSAGE}`);
@@ -257,18 +257,6 @@ for (const accel of ACCELS) {
   });
 }
 
-/** Why the network tests cannot run here, if they cannot. */
-function netUnavailable(): string | undefined {
-  try {
-    Deno.openSync("/dev/net/tun", { read: true, write: true }).close();
-    if (!new Deno.Command("ip", { args: ["netns", "list"] }).outputSync().success) {
-      return "`ip netns` does not work";
-    }
-  } catch (e) {
-    return `no tap or ip: ${e instanceof Error ? e.message : e}`;
-  }
-  return undefined;
-}
 const noNet = ignore ? NO_KVM_MESSAGE : netUnavailable();
 if (noNet && !ignore) console.warn(`solo5 network tests skipped: ${noNet}`);
 

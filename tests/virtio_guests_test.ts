@@ -11,7 +11,7 @@ import {
   VIRTIO_HOSTILE_EXPECTATION,
   VIRTIO_NET_EXPECTATION,
 } from "../guests/expectations.ts";
-import { ip, linkExists } from "./netns.ts";
+import { ip, linkExists, netUnavailable } from "./netns.ts";
 import { createDiskImage } from "../disk/create.ts";
 import { HAVE_QEMU_TOOLS } from "../disk/test_helpers.ts";
 import { guestPath } from "../guests/images.ts";
@@ -165,19 +165,6 @@ Deno.test({
     }
   },
 });
-
-/** Why the network test cannot run here, if it cannot. */
-function netUnavailable(): string | undefined {
-  try {
-    Deno.openSync("/dev/net/tun", { read: true, write: true }).close();
-    if (!new Deno.Command("ip", { args: ["netns", "list"] }).outputSync().success) {
-      return "`ip netns` does not work";
-    }
-  } catch (e) {
-    return `no tap or ip: ${e instanceof Error ? e.message : e}`;
-  }
-  return undefined;
-}
 
 const noNet = netUnavailable();
 if (noNet) console.warn(`virtio-net guest test skipped: ${noNet}`);
