@@ -193,7 +193,6 @@ class Session {
   #zlib?: ZlibStream;
   #wanted: "none" | "incremental" | "full" = "none";
   #closed = false;
-  #lastPointer = { x: 0, y: 0 };
 
   constructor(o: RfbOptions, conn: Deno.Conn) {
     this.#o = o;
@@ -301,8 +300,7 @@ class Session {
       case 5: { // PointerEvent
         const b = await this.#in.exact(5);
         const dv = new DataView(b.buffer);
-        this.#lastPointer = { x: dv.getUint16(1), y: dv.getUint16(3) };
-        this.#o.input.pointer(this.#lastPointer.x, this.#lastPointer.y, b[0]);
+        this.#o.input.pointer(dv.getUint16(1), dv.getUint16(3), b[0]);
         return;
       }
       case 6: { // ClientCutText: skipped, never stored
